@@ -1,0 +1,222 @@
+"""Tables of the hotline. Every instant is stored as aware UTC (SQLModel's UTCDateTime)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from hotline.clock import now
+
+
+class Town(SQLModel, table=True):
+    """A township-level unit (街道 or 镇) of Qingpu, keyed by its statistical code."""
+
+    code: str = Field(primary_key=True, max_length=9)
+    name: str = Field(unique=True, max_length=32)
+    pilot: bool = Field(default=False, description="Agencies are piloted here.")
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_ticket_queue", "status", "priority", "queue_rank", "due_at"),
+        Index("ix_ticket_caller_open", "caller_phone", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=20)
+    channel: str = Field(max_length=20)
+    source: str = Field(max_length=24, index=True)
+    category: str = Field(max_length=24, index=True)
+    needs: list[str] = Field(default_factory=list, sa_type=JSON)
+    flags: list[str] = Field(default_factory=list, sa_type=JSON)
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    town_code: str | None = Field(default=None, foreign_key="town.code", max_length=9, index=True)
+    committee: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=200)
+    caller_name: str | None = Field(default=None, max_length=64)
+    caller_phone: str | None = Field(default=None, max_length=20)
+    caller_phone_ext: str | None = Field(default=None, max_length=10)
+    note: str | None = Field(default=None, max_length=2000)
+    deceased: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    external_id: str | None = Field(default=None, max_length=64, index=True)
+
+    priority: int = Field(default=3, ge=1, le=4)
+    queue_rank: int = Field(default=100, description="Precedence within a priority; lower is served first.")
+    priority_reasons: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    rule_trace: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    rule_set_version: str | None = Field(default=None, max_length=16)
+
+    status: str = Field(default="new", max_length=16)
+    due_at: datetime | None = Field(default=None, description="Earliest due instant of the running SLA clocks.")
+    assigned_to_id: int | None = Field(default=None, foreign_key="user.id")
+    claimed_at: datetime | None = None
+    agency_id: int | None = Field(default=None, foreign_key="agency.id")
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    resolved_at: datetime | None = None
+
+
+class TicketCounter(SQLModel, table=True):
+    """Last ticket number handed out per local day (QP-YYYYMMDD-NNNN); an upsert makes two requests never share one."""
+
+    day: str = Field(primary_key=True, max_length=8)
+    last: int = 0
+
+
+class TicketEvent(SQLModel, table=True):
+    """One change to a ticket: who made it, when, from what, to what and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = Field(default_factory=now)
+    actor: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    from_value: str | None = Field(default=None, max_length=200)
+    to_value: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=500)
+    data: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+class Referral(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_referral_source_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=24)
+    external_id: str = Field(max_length=64)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    token_id: int | None = Field(default=None, foreign_key="apitoken.id")
+    referrer_name: str | None = Field(default=None, max_length=64)
+    referrer_phone: str | None = Field(default=None, max_length=20)
+    referrer_org: str | None = Field(default=None, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    received_at: datetime = Field(default_factory=now)
+
+
+class Call(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    call_sid: str = Field(unique=True, max_length=64)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    from_phone: str | None = Field(default=None, max_length=20)
+    to_phone: str | None = Field(default=None, max_length=20)
+    status: str = Field(default="ringing", max_length=20)
+    menu_digit: str | None = Field(default=None, max_length=4)
+    duration_seconds: int | None = None
+    started_at: datetime = Field(default_factory=now)
+    ended_at: datetime | None = None
+
+
+class Agency(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    kind: str = Field(max_length=16)
+    credit_code: str | None = Field(default=None, max_length=18)
+    filing_number: str | None = Field(default=None, max_length=40)
+    licence_expires_on: date | None = None
+    status: str = Field(default="pending", max_length=16)
+    towns: list[str] = Field(default_factory=list, sa_type=JSON, description="Town codes, or ['*'] for all.")
+    services: list[str] = Field(default_factory=list, sa_type=JSON)
+    capacity: int = Field(default=1, ge=0)
+    contact_phone: str = Field(max_length=20)
+    last_offered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=now)
+
+
+class Offer(SQLModel, table=True):
+    """A dispatch offer of one ticket to one agency; (ticket, attempt) is unique so a rerun job makes no second one."""
+
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "attempt", name="uq_offer_ticket_attempt"),
+        Index("ix_offer_pending_deadline", "accept_by", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agency_id: int = Field(foreign_key="agency.id", index=True)
+    attempt: int
+    code: str = Field(unique=True, max_length=8)
+    state: str = Field(default="pending", max_length=16)
+    reason: str = Field(max_length=300, description="Why this agency was chosen.")
+    sent_at: datetime = Field(default_factory=now)
+    accept_by: datetime
+    responded_at: datetime | None = None
+    response_reason: str | None = Field(default=None, max_length=300)
+
+
+class SlaClock(SQLModel, table=True):
+    """One SLA target of one ticket; the sweep reads the partial index over running, unbreached clocks."""
+
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "target", name="uq_sla_clock_ticket_target"),
+        Index("ix_sla_clock_due_open", "due_at",
+              postgresql_where=text("state = 'running' AND breached_at IS NULL"),
+              sqlite_where=text("state = 'running' AND breached_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    target: str = Field(max_length=24)
+    policy: str = Field(max_length=64)
+    calendar: str = Field(max_length=32)
+    duration_seconds: int
+    started_at: datetime
+    due_at: datetime
+    state: str = Field(default="running", max_length=16)
+    paused_at: datetime | None = None
+    paused_seconds: int = 0
+    breached_at: datetime | None = None
+    met_at: datetime | None = None
+    provisional: bool = False
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A side effect written in the same commit as the change that caused it, delivered later by a job."""
+
+    __table_args__ = (
+        Index("ix_outbox_pending", "next_attempt_at", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=24)
+    recipient: str = Field(max_length=200)
+    body: str = Field(max_length=2000)
+    idempotency_key: str = Field(unique=True, max_length=120)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=now)
+    last_error: str | None = Field(default=None, max_length=500)
+    provider_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=now)
+    sent_at: datetime | None = None
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=64)
+    display_name: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=256)
+    phone: str | None = Field(default=None, max_length=20)
+    on_duty: bool = False
+    active: bool = True
+    created_at: datetime = Field(default_factory=now)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored only as its SHA-256 digest; it belongs to a source or to a staff role."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    prefix: str = Field(max_length=12)
+    name: str = Field(max_length=100)
+    source: str | None = Field(default=None, max_length=24)
+    role: str | None = Field(default=None, max_length=16)
+    user_id: int | None = Field(default=None, foreign_key="user.id", description="Staff member acting with it.")
+    created_at: datetime = Field(default_factory=now)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
