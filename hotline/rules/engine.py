@@ -1,0 +1,186 @@
+"""Priority decisions from a loaded rule set.
+
+Every condition is evaluated against the same input facts, so the result does not depend on the order
+of the rules in the file:
+
+1. The priority starts at the default and each matching `set.priority` can only make it more urgent;
+   the most urgent one wins.
+2. Then every matching rule with `raise: N` moves the priority N steps towards P1, once per rule,
+   capped at P1.
+3. The queue rank is the lowest of the default and every matching `set.queue_rank`.
+4. Tags from `add_tags` are collected; rules never see tags added by other rules.
+
+Only the attribution of an effect to a rule uses the file order: when the P1 cap absorbs a raise, the
+raises of earlier rules are the ones reported as applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import rule_engine
+
+from hotline.rules.expressions import TICKET_FACTS, Condition, RuleError
+from hotline.vocabulary import PRIORITIES
+
+log = logging.getLogger("hotline.rules")
+
+MOST_URGENT = 1
+LEAST_URGENT = len(PRIORITIES)
+
+
+def priority_label(priority: int) -> str:
+    """Return the code of a numeric priority, for example 1 -> "P1"."""
+    return PRIORITIES[priority - 1]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validated entry of `rules:` in priority.yaml."""
+
+    id: str
+    description: str
+    description_en: str
+    condition: Condition
+    line: int
+    set_priority: int | None = None
+    set_queue_rank: int | None = None
+    raise_steps: int = 0
+    add_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PriorityDecision:
+    """The outcome of one evaluation, ready to store on the ticket.
+
+    `reasons` lists the matched rules whose effect shows in the outcome, as dicts with the keys rule,
+    description, effect, text_zh and text_en. `trace` lists every rule in file order as
+    {rule, matched, changes}; `changes` is empty for a rule that did not match or changed nothing.
+    `added_tags` contains the tags the rules add that the facts did not have yet.
+    """
+
+    priority: int
+    queue_rank: int
+    reasons: list[dict[str, Any]]
+    trace: list[dict[str, Any]]
+    version: str
+    added_tags: list[str] = field(default_factory=list)
+
+    @property
+    def priority_code(self) -> str:
+        return priority_label(self.priority)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules of priority.yaml with their defaults; `version` identifies the rule files they came from."""
+
+    version: str
+    source: str
+    default_priority: int
+    default_queue_rank: int
+    rules: tuple[Rule, ...]
+
+    def evaluate_priority(self, facts: Mapping[str, Any]) -> PriorityDecision:
+        """Evaluate every rule against `facts` and combine the effects of the matching ones.
+
+        `facts` must contain every key of TICKET_FACTS, as hotline.rules.facts builds them. A missing key
+        raises ValueError, and a condition that fails on a value of the wrong type raises RuleError.
+        """
+        _require_all_facts(facts)
+        matched = {rule.id for rule in self.rules if _matches(rule, facts)}
+        matching_rules = [rule for rule in self.rules if rule.id in matched]
+
+        set_priority = min([self.default_priority] + [r.set_priority for r in matching_rules if r.set_priority])
+        queue_rank = min([self.default_queue_rank] + [r.set_queue_rank for r in matching_rules
+                                                      if r.set_queue_rank is not None])
+        changes = self._attribute(matching_rules, set_priority, queue_rank, facts)
+        final_priority = max(MOST_URGENT, set_priority - sum(r.raise_steps for r in matching_rules))
+
+        trace = [{"rule": rule.id, "matched": rule.id in matched, "changes": changes.get(rule.id, {})}
+                 for rule in self.rules]
+        reasons = [_reason(rule, changes[rule.id]) for rule in matching_rules if changes.get(rule.id)]
+        added_tags = [tag for rule in matching_rules for tag in changes.get(rule.id, {}).get("add_tags", [])]
+
+        log.debug("Rule set %s: priority %s, queue rank %d, matched %s", self.version,
+                  priority_label(final_priority), queue_rank, ",".join(sorted(matched)) or "-")
+        return PriorityDecision(priority=final_priority, queue_rank=queue_rank, reasons=reasons,
+                                trace=trace, version=self.version, added_tags=added_tags)
+
+    def _attribute(self, matching_rules: Sequence[Rule], set_priority: int, queue_rank: int,
+                   facts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Return, per matching rule id, the effects of that rule that show in the outcome."""
+        changes: dict[str, dict[str, Any]] = {rule.id: {} for rule in matching_rules}
+
+        for rule in matching_rules:
+            if rule.set_priority == set_priority and set_priority < self.default_priority:
+                changes[rule.id]["priority"] = priority_label(set_priority)
+            if rule.set_queue_rank == queue_rank and queue_rank < self.default_queue_rank:
+                changes[rule.id]["queue_rank"] = queue_rank
+
+        current = set_priority
+        for rule in matching_rules:
+            steps = min(rule.raise_steps, current - MOST_URGENT)
+            if steps > 0:
+                current -= steps
+                changes[rule.id]["raise"] = steps
+                changes[rule.id]["raised_to"] = priority_label(current)
+
+        seen_tags = set(facts["tags"])
+        for rule in matching_rules:
+            new_tags = [tag for tag in rule.add_tags if tag not in seen_tags]
+            seen_tags.update(new_tags)
+            if new_tags:
+                changes[rule.id]["add_tags"] = new_tags
+        return changes
+
+
+def _require_all_facts(facts: Mapping[str, Any]) -> None:
+    missing = sorted(set(TICKET_FACTS) - set(facts))
+    if missing:
+        raise ValueError(f"facts are missing {', '.join(missing)}; build them with hotline.rules.facts")
+
+
+def _matches(rule: Rule, facts: Mapping[str, Any]) -> bool:
+    try:
+        return rule.condition.matches(facts)
+    except rule_engine.errors.EngineError as error:
+        message = getattr(error, "message", str(error))
+        raise RuleError(f"rule {rule.id} (line {rule.line}): condition {rule.condition.text!r} "
+                        f"failed on these facts: {message}") from error
+
+
+def _reason(rule: Rule, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Describe what one rule did, in both languages, e.g. "P1：需接运遗体（规则 body-transport-urgent）"."""
+    effects: list[str] = []
+    parts_zh: list[str] = []
+    parts_en: list[str] = []
+
+    if "priority" in changes:
+        effects.append(f"priority {changes['priority']}")
+        parts_zh.append(changes["priority"])
+        parts_en.append(changes["priority"])
+    if "raise" in changes:
+        effects.append(f"raise {changes['raise']} to {changes['raised_to']}")
+        parts_zh.append(f"提升{changes['raise']}级至{changes['raised_to']}")
+        parts_en.append(f"raised {changes['raise']} to {changes['raised_to']}")
+    if "queue_rank" in changes:
+        effects.append(f"queue_rank {changes['queue_rank']}")
+        parts_zh.append(f"队内排序{changes['queue_rank']}")
+        parts_en.append(f"queue rank {changes['queue_rank']}")
+    if "add_tags" in changes:
+        tags = ", ".join(changes["add_tags"])
+        effects.append(f"add_tags {tags}")
+        parts_zh.append(f"加标签 {tags}")
+        parts_en.append(f"tag {tags}")
+
+    return {
+        "rule": rule.id,
+        "description": rule.description,
+        "effect": "; ".join(effects),
+        "text_zh": f"{'，'.join(parts_zh)}：{rule.description}（规则 {rule.id}）",
+        "text_en": f"{', '.join(parts_en)}: {rule.description_en or rule.description} (rule {rule.id})",
+    }
