@@ -1,0 +1,420 @@
+"""Business calendars: which instants count towards an SLA deadline, exact to the second.
+
+A calendar has open periods per working day. Periods are half-open, so the end instant is already
+closed time. Working days are the regular weekdays, adjusted by China's statutory holidays and 调休
+makeup workdays from the `chinesecalendar` package, by per-year lists in calendars.yaml that replace
+the package's data, and by local closures and extra working days. A year that neither the package nor
+the file covers counts weekends only, and every result that touched such a year is marked provisional.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+import yaml
+
+from hotline.rules.expressions import RuleError
+
+log = logging.getLogger("hotline.sla")
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HOLIDAY_SOURCES = ("chinese_calendar", "none")
+DAY_SECONDS = 24 * 3600
+ONE_SECOND = timedelta(seconds=1)
+# A calendar with no working time in ten years is misconfigured, so scanning stops there with an error.
+MAX_SCAN_DAYS = 3660
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_PERIOD = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
+_CALENDAR_KEYS = ("hours", "weekdays", "statutory_holidays", "years", "closures", "extra_workdays")
+_YEAR_KEYS = ("holidays", "makeup_workdays")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    due_at: datetime
+    provisional: bool
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    seconds: int
+    provisional: bool
+
+
+@dataclass(frozen=True)
+class YearOverride:
+    """Statutory holidays and makeup workdays of one year, as published by the State Council."""
+
+    holidays: frozenset[date]
+    makeup_workdays: frozenset[date]
+
+
+@dataclass(frozen=True)
+class _DayInfo:
+    working: bool
+    holiday: bool
+    provisional: bool
+
+
+class BusinessCalendar:
+    """Working periods and working days of one calendar. Methods take aware datetimes and return UTC ones."""
+
+    def __init__(
+        self,
+        name: str,
+        tz: ZoneInfo,
+        periods: Sequence[tuple[int, int]],
+        weekdays: Iterable[int],
+        use_chinese_calendar: bool = False,
+        years: dict[int, YearOverride] | None = None,
+        closures: Iterable[date] = (),
+        extra_workdays: Iterable[date] = (),
+    ):
+        self.name = name
+        self.tz = tz
+        self.periods = tuple(periods)
+        self.weekdays = frozenset(weekdays)
+        self.use_chinese_calendar = use_chinese_calendar
+        self.years = dict(years or {})
+        self.closures = frozenset(closures)
+        self.extra_workdays = frozenset(extra_workdays)
+        self._days: dict[date, _DayInfo] = {}
+        self._warned_years: set[int] = set()
+        self._warn_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BusinessCalendar({self.name!r})"
+
+    @property
+    def always_open(self) -> bool:
+        """True when every instant is working time, so deadlines are plain clock arithmetic."""
+        return (
+            self.periods == ((0, DAY_SECONDS),)
+            and len(self.weekdays) == 7
+            and not self.use_chinese_calendar
+            and not self.years
+            and not self.closures
+        )
+
+    def add(self, start: datetime, seconds: int) -> Deadline:
+        """Return the instant at which `seconds` of working time have passed since `start`.
+
+        The result is the earliest such instant, so a deadline that uses up a period exactly falls on
+        the period's end (17:00), not on the next morning. Zero seconds returns `start` itself.
+        """
+        start = _aware_utc(start, "start")
+        if seconds < 0:
+            raise ValueError(f"seconds={seconds} is negative: expected zero or more")
+        if seconds == 0 or self.always_open:
+            return Deadline(due_at=start + timedelta(seconds=seconds), provisional=False)
+
+        remaining = timedelta(seconds=seconds)
+        provisional = False
+        day = start.astimezone(self.tz).date()
+        for _ in range(MAX_SCAN_DAYS):
+            info = self._day_info(day)
+            provisional = provisional or info.provisional
+            if info.working:
+                for opens, closes in self._open_intervals(day):
+                    begin = max(opens, start)
+                    if begin >= closes:
+                        continue
+                    if remaining <= closes - begin:
+                        return Deadline(due_at=begin + remaining, provisional=provisional)
+                    remaining -= closes - begin
+            day += timedelta(days=1)
+        raise ValueError(
+            f"calendar {self.name!r} has no working time within {MAX_SCAN_DAYS} days of {start.isoformat()}"
+        )
+
+    def elapsed(self, start: datetime, end: datetime) -> Elapsed:
+        """Return the working seconds in [start, end), rounded down to whole seconds."""
+        start = _aware_utc(start, "start")
+        end = _aware_utc(end, "end")
+        if end < start:
+            raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
+        if self.always_open:
+            return Elapsed(seconds=(end - start) // ONE_SECOND, provisional=False)
+
+        total = timedelta(0)
+        provisional = False
+        day = start.astimezone(self.tz).date()
+        last_day = end.astimezone(self.tz).date()
+        while day <= last_day:
+            info = self._day_info(day)
+            provisional = provisional or info.provisional
+            if info.working:
+                for opens, closes in self._open_intervals(day):
+                    overlap = min(closes, end) - max(opens, start)
+                    if overlap > timedelta(0):
+                        total += overlap
+            day += timedelta(days=1)
+        return Elapsed(seconds=total // ONE_SECOND, provisional=provisional)
+
+    def is_working_time(self, at: datetime) -> bool:
+        at = _aware_utc(at, "at")
+        day = at.astimezone(self.tz).date()
+        if not self._day_info(day).working:
+            return False
+        return any(opens <= at < closes for opens, closes in self._open_intervals(day))
+
+    def is_holiday(self, day: date) -> bool:
+        """True on a statutory holiday, including weekend days inside a holiday break; False on plain weekends."""
+        return self._day_info(day).holiday
+
+    def is_working_day(self, day: date) -> bool:
+        return self._day_info(day).working
+
+    def _open_intervals(self, day: date) -> list[tuple[datetime, datetime]]:
+        midnight = datetime.combine(day, time(0), tzinfo=self.tz)
+        return [
+            ((midnight + timedelta(seconds=opens)).astimezone(UTC),
+             (midnight + timedelta(seconds=closes)).astimezone(UTC))
+            for opens, closes in self.periods
+        ]
+
+    def _day_info(self, day: date) -> _DayInfo:
+        info = self._days.get(day)
+        if info is None:
+            info = self._classify(day)
+            self._days[day] = info
+        return info
+
+    def _classify(self, day: date) -> _DayInfo:
+        holiday, makeup, provisional = self._statutory_status(day)
+        working = (day.weekday() in self.weekdays and not holiday) or makeup
+        if day in self.extra_workdays:
+            working = True
+        if day in self.closures:
+            working = False
+        return _DayInfo(working=working, holiday=holiday, provisional=provisional)
+
+    def _statutory_status(self, day: date) -> tuple[bool, bool, bool]:
+        """Return (statutory holiday, makeup workday, provisional) for `day`."""
+        override = self.years.get(day.year)
+        if override is not None:
+            return day in override.holidays, day in override.makeup_workdays, False
+        if not self.use_chinese_calendar:
+            return False, False, False
+
+        try:
+            workday = chinese_calendar.is_workday(day)
+            _, holiday_name = chinese_calendar.get_holiday_detail(day)
+        except NotImplementedError:
+            self._warn_missing_year(day.year)
+            return False, False, True
+        holiday = not workday and holiday_name is not None
+        makeup = workday and day.weekday() >= 5
+        return holiday, makeup, False
+
+    def _warn_missing_year(self, year: int) -> None:
+        with self._warn_lock:
+            if year in self._warned_years:
+                return
+            self._warned_years.add(year)
+        log.warning(
+            "Calendar %s: no holiday data for %s in chinesecalendar %s or calendars.yaml; counting weekends "
+            "only and marking deadlines provisional until the year is added under 'years'",
+            self.name, year, getattr(chinese_calendar, "__version__", "?"),
+        )
+
+
+def add_with_pauses(
+    calendar: BusinessCalendar, start: datetime, seconds: int, pauses: Sequence[tuple[datetime, datetime]]
+) -> Deadline:
+    """Return the deadline of a clock started at `start` that stood still during each pause.
+
+    Pauses must start at or after `start`, end after they start and not overlap. A pause that starts
+    at or after the deadline reached so far is ignored, because the clock had already run out.
+    """
+    start = _aware_utc(start, "start")
+    ordered = sorted((_aware_utc(begin, "pause start"), _aware_utc(end, "pause end")) for begin, end in pauses)
+    _check_pauses(start, ordered)
+
+    deadline = calendar.add(start, seconds)
+    paused = 0
+    provisional = deadline.provisional
+    for begin, end in ordered:
+        if begin >= deadline.due_at:
+            break
+        pause = calendar.elapsed(begin, end)
+        paused += pause.seconds
+        provisional = provisional or pause.provisional
+        deadline = calendar.add(start, seconds + paused)
+        provisional = provisional or deadline.provisional
+    return Deadline(due_at=deadline.due_at, provisional=provisional)
+
+
+def _check_pauses(start: datetime, ordered: Sequence[tuple[datetime, datetime]]) -> None:
+    previous_end = start
+    for begin, end in ordered:
+        if begin < start:
+            raise ValueError(f"pause starting {begin.isoformat()} is before the clock start {start.isoformat()}")
+        if end <= begin:
+            raise ValueError(f"pause {begin.isoformat()}/{end.isoformat()} ends before it starts")
+        if begin < previous_end:
+            raise ValueError(f"pause starting {begin.isoformat()} overlaps the previous pause")
+        previous_end = end
+
+
+def parse_duration(text: str) -> int:
+    """Return the seconds in a duration such as "15m", "4h", "8h30m", "90s" or "2d" (d = 24 hours).
+
+    Units go from largest to smallest, each at most once. Raises ValueError for anything else or zero.
+    """
+    expected = "expected a positive duration such as 15m, 4h, 8h30m, 90s or 2d (d = 24 hours)"
+    if not isinstance(text, str):
+        raise ValueError(f"duration {text!r} is invalid: {expected}")
+    stripped = text.strip()
+    match = _DURATION.fullmatch(stripped)
+    if not stripped or match is None:
+        raise ValueError(f"duration {text!r} is invalid: {expected}")
+
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total == 0:
+        raise ValueError(f"duration {text!r} is zero: {expected}")
+    return total
+
+
+def load_calendars(path: Path, tz: ZoneInfo) -> dict[str, BusinessCalendar]:
+    """Read calendars.yaml, raising RuleError with the file, the calendar and the problem in its message."""
+    document = _read_yaml(path)
+    where = path.name
+    if not isinstance(document, dict) or not isinstance(document.get("calendars"), dict):
+        raise RuleError(f"{where}: expected a mapping with a 'calendars' mapping at the top")
+    if not document["calendars"]:
+        raise RuleError(f"{where}: 'calendars' is empty: define at least one calendar")
+
+    calendars = {}
+    for name, spec in document["calendars"].items():
+        calendars[str(name)] = _build_calendar(str(name), spec, tz, f"{where}, calendar {name!r}")
+    return calendars
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RuleError(f"{path}: cannot be read: {error.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as error:
+        # PyYAML raises ValueError for an impossible date such as 2026-02-30.
+        raise RuleError(f"{path.name}: invalid YAML: {error}") from None
+
+
+def _build_calendar(name: str, spec: Any, tz: ZoneInfo, where: str) -> BusinessCalendar:
+    if not isinstance(spec, dict):
+        raise RuleError(f"{where}: expected a mapping of {', '.join(_CALENDAR_KEYS)}")
+    unknown = sorted(set(spec) - set(_CALENDAR_KEYS))
+    if unknown:
+        raise RuleError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(_CALENDAR_KEYS)}")
+
+    source = spec.get("statutory_holidays", "none")
+    if source not in HOLIDAY_SOURCES:
+        choices = ", ".join(HOLIDAY_SOURCES)
+        raise RuleError(f"{where}: statutory_holidays {source!r} is invalid: expected one of {choices}")
+
+    return BusinessCalendar(
+        name=name,
+        tz=tz,
+        periods=_parse_periods(spec.get("hours"), where),
+        weekdays=_parse_weekdays(spec.get("weekdays"), where),
+        use_chinese_calendar=source == "chinese_calendar",
+        years=_parse_years(spec.get("years") or {}, where),
+        closures=_parse_dates(spec.get("closures") or [], f"{where}, closures"),
+        extra_workdays=_parse_dates(spec.get("extra_workdays") or [], f"{where}, extra_workdays"),
+    )
+
+
+def _parse_periods(raw: Any, where: str) -> list[tuple[int, int]]:
+    if not isinstance(raw, list) or not raw:
+        raise RuleError(f"{where}: 'hours' is missing: expected a list such as [\"08:30-11:30\", \"13:00-17:00\"]")
+
+    periods = []
+    for entry in raw:
+        match = _PERIOD.fullmatch(str(entry).strip())
+        if match is None:
+            raise RuleError(f"{where}: hours entry {entry!r} is invalid: expected HH:MM-HH:MM")
+        opens = _seconds_of_day(match.group(1), match.group(2))
+        closes = _seconds_of_day(match.group(3), match.group(4))
+        if opens is None or closes is None or opens >= closes:
+            raise RuleError(f"{where}: hours entry {entry!r} is invalid: expected a start before the end, up to 24:00")
+        periods.append((opens, closes))
+
+    periods.sort()
+    for (_, earlier_end), (later_start, _) in zip(periods, periods[1:], strict=False):
+        if later_start < earlier_end:
+            raise RuleError(f"{where}: hours periods overlap: {raw!r}")
+    return periods
+
+
+def _seconds_of_day(hours: str, minutes: str) -> int | None:
+    value = int(hours) * 3600 + int(minutes) * 60
+    if int(minutes) > 59 or value > DAY_SECONDS:
+        return None
+    return value
+
+
+def _parse_weekdays(raw: Any, where: str) -> list[int]:
+    if not isinstance(raw, list) or not raw:
+        raise RuleError(f"{where}: 'weekdays' is missing: expected a list of {', '.join(WEEKDAYS)}")
+    days = []
+    for entry in raw:
+        if entry not in WEEKDAYS:
+            raise RuleError(f"{where}: weekday {entry!r} is invalid: expected one of {', '.join(WEEKDAYS)}")
+        days.append(WEEKDAYS.index(entry))
+    return days
+
+
+def _parse_years(raw: Any, where: str) -> dict[int, YearOverride]:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: 'years' is invalid: expected a mapping from year to holidays and makeup_workdays")
+
+    years = {}
+    for year, lists in raw.items():
+        year_where = f"{where}, year {year}"
+        if not str(year).isdigit() or len(str(year)) != 4:
+            raise RuleError(f"{year_where}: the key is invalid: expected a four-digit year")
+        if not isinstance(lists, dict) or set(lists) - set(_YEAR_KEYS):
+            raise RuleError(f"{year_where}: expected a mapping with only {' and '.join(_YEAR_KEYS)}")
+
+        holidays = _parse_dates(lists.get("holidays") or [], f"{year_where}, holidays")
+        makeup = _parse_dates(lists.get("makeup_workdays") or [], f"{year_where}, makeup_workdays")
+        stray = sorted(day for day in holidays | makeup if day.year != int(year))
+        if stray:
+            raise RuleError(f"{year_where}: date {stray[0].isoformat()} belongs to another year")
+        years[int(year)] = YearOverride(holidays=holidays, makeup_workdays=makeup)
+    return years
+
+
+def _parse_dates(raw: Any, where: str) -> frozenset[date]:
+    if not isinstance(raw, list):
+        raise RuleError(f"{where}: expected a list of dates such as 2027-01-01")
+    days = set()
+    for entry in raw:
+        if isinstance(entry, date) and not isinstance(entry, datetime):
+            days.add(entry)
+            continue
+        try:
+            days.add(date.fromisoformat(str(entry)))
+        except ValueError:
+            raise RuleError(f"{where}: date {entry!r} is invalid: expected YYYY-MM-DD") from None
+    return frozenset(days)
+
+
+def _aware_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} {value.isoformat()} has no time zone: expected an aware datetime")
+    return value.astimezone(UTC)
