@@ -1,0 +1,44 @@
+"""Ticketing and referral routing for Qingpu District's funeral-service hotline 59200496."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from hotline.runtime import Runtime
+
+
+def create_app(runtime: Runtime | None = None) -> Flask:
+    """Build the web app on `runtime` (by default one built from the environment)."""
+    from hotline.api import twilio, v1
+    from hotline.api.errors import register_error_handlers
+    from hotline.i18n import init_babel
+    from hotline.runtime import build_runtime, install
+    from hotline.web import offers
+
+    runtime = install(runtime or build_runtime())
+    settings = runtime.settings
+
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+    app.extensions["hotline"] = runtime
+    init_babel(app)
+    register_error_handlers(app)
+    for blueprint in (v1.bp, twilio.bp, offers.bp):
+        app.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    return app

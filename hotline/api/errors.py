@@ -1,0 +1,66 @@
+"""JSON errors in the caller's language: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from flask_babel import gettext
+from werkzeug.exceptions import HTTPException
+
+from hotline.validation import N_, InputError
+
+log = logging.getLogger("hotline.api")
+
+HTTP_MESSAGES = {
+    400: ("bad_request", N_("The request is malformed.")),
+    401: ("unauthorized", N_("Invalid or missing API token.")),
+    403: ("forbidden", N_("This token may not do that.")),
+    404: ("not_found", N_("Not found.")),
+    405: ("method_not_allowed", N_("Method not allowed.")),
+    413: ("too_large", N_("Request body is too large.")),
+    415: ("unsupported_media_type", N_("Request body must be JSON.")),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, template: str, field: str | None = None, **params):
+        if field is not None:
+            params = {"field": field, **params}
+        super().__init__(template)
+        self.status = status
+        self.code = code
+        self.template = template
+        self.field = field
+        self.params = params
+
+
+def error_response(status: int, code: str, template: str, field: str | None = None, params: dict | None = None):
+    message = gettext(template, **params) if params else gettext(template)
+    return jsonify({"error": {"code": code, "message": message, "field": field}}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(InputError)
+    def _input_error(error: InputError):
+        return error_response(error.status, error.code, error.template, error.field, error.params)
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return error_response(error.status, error.code, error.template, error.field, error.params)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        if not _wants_json():
+            return error
+        code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
+        return error_response(error.code or 500, code, template)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("API: unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", N_("Internal error; the request was not applied."))
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/twilio/")) or request.accept_mimetypes.best == "application/json"

@@ -1,0 +1,208 @@
+"""JSON API v1: referrals in; tickets, SLA and agencies out; claims and status changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, func, select
+
+from hotline import intake, tickets
+from hotline.api.auth import STAFF_ROLES, require
+from hotline.api.errors import ApiError
+from hotline.api.views import agency_view, ticket_detail, ticket_summary, town_names
+from hotline.clock import now
+from hotline.i18n import current_language
+from hotline.models import Agency, Call, SlaClock, Ticket, Town
+from hotline.validation import N_, InputError, unknown_value
+from hotline.vocabulary import CATEGORIES, OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES
+
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+CONFLICT_RETRIES = 3
+
+
+def runtime():
+    return current_app.extensions["hotline"]
+
+
+def run_idempotent(work: Callable[[Session], Any]) -> Any:
+    """Run `work` in a transaction, retrying when a concurrent duplicate won the unique constraint.
+
+    The retry then finds the row the other request committed, so both requests answer with the same
+    ticket and only one was written.
+    """
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            with runtime().transaction() as session:
+                return work(session)
+        except IntegrityError:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+@bp.post("/referrals")
+@require(source=True)
+def create_referral():
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InputError("invalid_json", N_("Request body must be a JSON object."), status=400)
+    caller = g.caller
+
+    def work(session: Session):
+        result = intake.take_referral(session, runtime(), caller.source, body, caller.token_id, now())
+        return result.created, ticket_detail(session, result.ticket, caller.may_see_phones, current_language())
+
+    created, view = run_idempotent(work)
+    response = jsonify(view)
+    response.status_code = 201 if created else 200
+    response.headers["Location"] = url_for("api_v1.get_ticket", number=view["number"])
+    return response
+
+
+@bp.get("/tickets")
+@require(roles=STAFF_ROLES)
+def list_tickets():
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, 10_000_000)
+    with runtime().transaction() as session:
+        query = _filtered(select(Ticket), session).order_by(*tickets.queue_order()).offset(offset).limit(limit + 1)
+        rows = session.exec(query).all()
+        towns = town_names(session)
+    items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket in rows[:limit]]
+    return jsonify({"items": items, "next": _next_url(offset + limit) if len(rows) > limit else None})
+
+
+def _filtered(query, session: Session):
+    filters = {
+        "status": (Ticket.status, STATUSES),
+        "source": (Ticket.source, SOURCES),
+        "category": (Ticket.category, CATEGORIES),
+    }
+    for name, (column, accepted) in filters.items():
+        value = request.args.get(name)
+        if value == "open" and name == "status":
+            query = query.where(column.in_(OPEN_STATUSES))
+        elif value:
+            if value not in accepted:
+                raise unknown_value(name, value, list(accepted) + (["open"] if name == "status" else []))
+            query = query.where(column == value)
+
+    priority = request.args.get("priority")
+    if priority:
+        if priority not in PRIORITIES:
+            raise unknown_value("priority", priority, PRIORITIES)
+        query = query.where(Ticket.priority == int(priority[1]))
+    town = request.args.get("town")
+    if town:
+        code = session.exec(select(Town.code).where((Town.name == town) | (Town.code == town))).first()
+        if code is None:
+            raise unknown_value("town", town, list(town_names(session).values()))
+        query = query.where(Ticket.town_code == code)
+    if request.args.get("external_id"):
+        query = query.where(Ticket.external_id == request.args["external_id"])
+    if request.args.get("call_sid"):
+        query = query.where(Ticket.id.in_(select(Call.ticket_id).where(Call.call_sid == request.args["call_sid"])))
+    return query
+
+
+@bp.get("/tickets/<number>")
+@require(roles=STAFF_ROLES)
+def get_ticket(number: str):
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        return jsonify(ticket_detail(session, ticket, g.caller.may_see_phones, current_language()))
+
+
+@bp.post("/tickets/<number>/claim")
+@require(roles=STAFF_ROLES)
+def claim_ticket(number: str):
+    if g.caller.user_id is None:
+        raise ApiError(422, "no_user", N_("This token belongs to no staff member, so it cannot claim tickets."))
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        if not tickets.claim(session, runtime(), ticket, g.caller.user_id, g.caller.actor, now()):
+            raise ApiError(409, "already_claimed", N_("Ticket %(number)s is already claimed."), number=number)
+        return jsonify(ticket_detail(session, ticket, g.caller.may_see_phones, current_language()))
+
+
+@bp.post("/tickets/<number>/transitions")
+@require(roles=STAFF_ROLES)
+def transition_ticket(number: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InputError("invalid_json", N_("Request body must be a JSON object."), status=400)
+    to_status = body.get("to")
+    if not isinstance(to_status, str) or to_status not in STATUSES:
+        raise unknown_value("to", to_status, list(STATUSES))
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise InputError("invalid_type", N_("Field %(field)s must be %(expected)s."), field="reason",
+                         expected="a string")
+
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        try:
+            tickets.transition(session, runtime(), ticket, to_status, g.caller.actor, reason, now())
+        except tickets.TransitionError as error:
+            status = 409 if error.code == "invalid_transition" else 422
+            raise ApiError(status, error.code, error.template, field=error.field, **error.params) from None
+        return jsonify(ticket_detail(session, ticket, g.caller.may_see_phones, current_language()))
+
+
+@bp.get("/sla/overdue")
+@require(roles=STAFF_ROLES)
+def overdue():
+    """Open tickets with a breached running clock, the longest overdue first."""
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    with runtime().transaction() as session:
+        rows = session.exec(
+            select(Ticket, func.min(SlaClock.breached_at))
+            .join(SlaClock, SlaClock.ticket_id == Ticket.id)
+            .where(SlaClock.state == "running").where(SlaClock.breached_at.is_not(None))
+            .where(Ticket.status.in_(OPEN_STATUSES))
+            .group_by(Ticket.id).order_by(func.min(SlaClock.breached_at)).limit(limit)
+        ).all()
+        towns = town_names(session)
+        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket, _ in rows]
+    return jsonify({"items": items, "next": None})
+
+
+@bp.get("/agencies")
+@require(roles=STAFF_ROLES)
+def list_agencies():
+    with runtime().transaction() as session:
+        agencies = session.exec(select(Agency).order_by(Agency.kind, Agency.id)).all()
+        return jsonify({"items": [agency_view(agency) for agency in agencies], "next": None})
+
+
+def _ticket_or_404(session: Session, number: str) -> Ticket:
+    ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
+    if ticket is None:
+        raise ApiError(404, "not_found", N_("Ticket %(number)s was not found."), field="number", number=number)
+    return ticket
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise InputError("invalid_value", N_("Parameter %(field)s must be an integer from %(minimum)s to %(maximum)s."),
+                         field=name, minimum=minimum, maximum=maximum)
+    return value
+
+
+def _next_url(offset: int) -> str:
+    args = request.args.to_dict()
+    args["offset"] = str(offset)
+    return url_for("api_v1.list_tickets", _external=True, **args)

@@ -1,0 +1,245 @@
+"""Dispatch offers: one eligible agency at a time, by SMS code or signed link, with a deadline.
+
+Every function here is safe to run twice, because RQ delivers at least once:
+1. `(ticket_id, attempt)` is unique, so two workers making the same attempt insert one offer;
+2. the SMS is an outbox row keyed by the offer, so one offer sends one SMS;
+3. answers and time-outs move an offer out of `pending` with a conditional UPDATE, so only one wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from hotline.clock import local
+from hotline.dispatch import registry
+from hotline.events import record_event
+from hotline.models import Agency, Offer, Ticket, Town
+from hotline.outbox import SUPERVISOR, add_message, schedule_job
+from hotline.tickets import set_status
+from hotline.vocabulary import NEEDS, label
+
+log = logging.getLogger("hotline.dispatch")
+
+DISPATCHABLE_STATUSES = ("new", "in_progress", "dispatching")
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+ACCEPT_WORDS = {"接", "接单", "1", "Y", "YES", "ACCEPT", "同意"}
+DECLINE_WORDS = {"拒", "拒绝", "2", "N", "NO", "DECLINE"}
+
+
+@dataclass(frozen=True)
+class OfferAnswer:
+    ok: bool
+    message: str
+    offer: Offer | None = None
+
+
+def dispatch_ticket(runtime, ticket_id: int, now: datetime) -> Offer | None:
+    """Offer the ticket to the next eligible agency, or alert the supervisor when none is left."""
+    try:
+        with runtime.transaction() as session:
+            return _make_next_offer(session, runtime, ticket_id, now)
+    except IntegrityError:
+        log.info("Dispatch: ticket %s attempt already made by another worker; nothing to do", ticket_id)
+        return None
+
+
+def _make_next_offer(session: Session, runtime, ticket_id: int, now: datetime) -> Offer | None:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.category != "agency_service" or ticket.status not in DISPATCHABLE_STATUSES:
+        return None
+    offers = session.exec(select(Offer).where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)).all()
+    if any(offer.state in ("pending", "accepted") for offer in offers):
+        return None
+
+    config = runtime.component("dispatch")
+    attempt = len(offers) + 1
+    tried = {offer.agency_id for offer in offers}
+    needed = set(ticket.needs or []) & config.on_site_needs
+    today = local(now, runtime.settings.timezone).date()
+
+    for target in config.targets:
+        candidates = registry.eligible(session, ticket, target.kinds, needed, today, exclude=tried)
+        if candidates:
+            return _offer(session, runtime, ticket, candidates[0], target, attempt, now)
+
+    _escalate(session, ticket, attempt, now)
+    return None
+
+
+def _offer(session: Session, runtime, ticket: Ticket, candidate: registry.Candidate, target, attempt: int,
+           now: datetime) -> Offer:
+    agency = candidate.agency
+    reason = (f"{target.description}：{agency.name}，在岗任务 {candidate.active_jobs}/{agency.capacity}，"
+              f"按轮转顺序排第一（目标 {target.id}）")
+    offer = Offer(ticket_id=ticket.id, agency_id=agency.id, attempt=attempt, code=_new_code(session), reason=reason,
+                  sent_at=now, accept_by=now + timedelta(seconds=runtime.component("dispatch").offer_timeout_seconds))
+    session.add(offer)
+    session.flush()
+
+    agency.last_offered_at = now
+    session.add(agency)
+    set_status(session, runtime, ticket, "dispatching", "dispatch", "派单给代理机构", now)
+    record_event(session, ticket, "offer_sent", actor="dispatch", to_value=agency.name, reason=reason, at=now,
+                 data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code})
+    add_message(session, "sms", agency.contact_phone, offer_sms(session, runtime, ticket, offer),
+                idempotency_key=f"offer:{offer.id}:sms", ticket_id=ticket.id)
+    log.info("Dispatch: ticket %s attempt %s offered to agency %s (offer %s, code %s)", ticket.number, attempt,
+             agency.id, offer.id, offer.code)
+    return offer
+
+
+def _escalate(session: Session, ticket: Ticket, attempt: int, now: datetime) -> None:
+    key = f"dispatch-escalation:{ticket.id}:{attempt}"
+    body = f"【59200496】工单 {ticket.number} 无可派单的代理机构（已尝试 {attempt - 1} 家），请值班主管立即人工安排。"
+    if add_message(session, SUPERVISOR, "on_duty", body, idempotency_key=key, ticket_id=ticket.id) is None:
+        return
+    ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
+    session.add(ticket)
+    record_event(session, ticket, "dispatch_escalated", actor="dispatch", reason="无可派单的代理机构，已通知值班主管",
+                 data={"attempt": attempt}, at=now)
+    log.warning("Dispatch: ticket %s has no eligible agency after %s attempts; supervisor alerted", ticket.number,
+                attempt - 1)
+
+
+def offer_sms(session: Session, runtime, ticket: Ticket, offer: Offer) -> str:
+    """The offer text: where, what and how to answer; no resident name or number before acceptance."""
+    town = session.get(Town, ticket.town_code) if ticket.town_code else None
+    needs = "、".join(label(NEEDS, need) for need in ticket.needs) or "代理服务"
+    deadline = local(offer.accept_by, runtime.settings.timezone).strftime("%H:%M")
+    link = offer_link(runtime, offer)
+    return (f"【59200496派单】{town.name if town else '地点待确认'}，{needs}，工单 {ticket.number}。"
+            f"请在 {deadline} 前回复「{offer.code} 接」接单或「{offer.code} 拒」拒绝，或打开 {link}")
+
+
+def offer_link(runtime, offer: Offer) -> str:
+    base = runtime.settings.public_base_url or "http://127.0.0.1:5000"
+    return f"{base}/offers/{offer_token(runtime.settings.secret_key, offer.id)}"
+
+
+def offer_token(secret_key: str, offer_id: int) -> str:
+    return URLSafeSerializer(secret_key, salt="offer").dumps(offer_id)
+
+
+def offer_id_from_token(secret_key: str, token: str) -> int | None:
+    try:
+        value = URLSafeSerializer(secret_key, salt="offer").loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime) -> OfferAnswer:
+    """Accept or decline a pending offer; an answer after the deadline or to a settled offer changes nothing."""
+    with runtime.transaction() as session:
+        offer = session.get(Offer, offer_id)
+        if offer is None:
+            return OfferAnswer(False, "未找到该派单。")
+        new_state = "accepted" if accept else "declined"
+        claimed = session.execute(
+            update(Offer)
+            .where(Offer.id == offer_id)
+            .where(Offer.state == "pending")
+            .where(Offer.accept_by > now)
+            .values(state=new_state, responded_at=now, response_reason=reason)
+        ).rowcount == 1
+        session.refresh(offer)
+        if not claimed:
+            return OfferAnswer(False, f"派单 {offer.code} 已失效（{_state_text(offer.state)}），无需操作。", offer)
+
+        ticket = session.get(Ticket, offer.ticket_id)
+        agency = session.get(Agency, offer.agency_id)
+        if accept:
+            _accepted(session, runtime, ticket, agency, offer, actor, now)
+            return OfferAnswer(True, f"已确认接单 {offer.code}，工单 {ticket.number}。请尽快联系家属。", offer)
+        record_event(session, ticket, "offer_declined", actor=actor, from_value=agency.name, reason=reason, at=now,
+                     data={"offer_id": offer.id, "attempt": offer.attempt})
+        schedule_job(session, "dispatch_ticket", ticket.id)
+        log.info("Dispatch: offer %s declined by agency %s", offer.id, agency.id)
+        return OfferAnswer(True, f"已记录拒绝派单 {offer.code}。", offer)
+
+
+def _accepted(session: Session, runtime, ticket: Ticket, agency: Agency, offer: Offer, actor: str,
+              now: datetime) -> None:
+    ticket.agency_id = agency.id
+    session.add(ticket)
+    record_event(session, ticket, "offer_accepted", actor=actor, to_value=agency.name, at=now,
+                 data={"offer_id": offer.id, "attempt": offer.attempt})
+    set_status(session, runtime, ticket, "dispatched", actor, "代理机构已接单", now)
+    contact = ticket.caller_phone or "见工单"
+    add_message(session, "sms", agency.contact_phone,
+                f"【59200496】已接单 {ticket.number}。联系人：{ticket.caller_name or '家属'}，电话：{contact}，"
+                f"地址：{ticket.address or '请电话确认'}。",
+                idempotency_key=f"offer:{offer.id}:accepted", ticket_id=ticket.id)
+    log.info("Dispatch: offer %s accepted by agency %s for ticket %s", offer.id, agency.id, ticket.number)
+
+
+def expire_offers(runtime, now: datetime, limit: int = 200) -> int:
+    """Time out pending offers past their deadline and move each ticket to its next agency."""
+    with runtime.transaction() as session:
+        ids = session.exec(
+            select(Offer.id).where(Offer.state == "pending").where(Offer.accept_by <= now)
+            .order_by(Offer.accept_by).limit(limit)
+        ).all()
+
+    expired = 0
+    for offer_id in ids:
+        try:
+            expired += _expire_one(runtime, offer_id, now)
+        except Exception:
+            log.exception("Dispatch: timing out offer %s failed; the next sweep retries it", offer_id)
+    return expired
+
+
+def _expire_one(runtime, offer_id: int, now: datetime) -> int:
+    with runtime.transaction() as session:
+        claimed = session.execute(
+            update(Offer).where(Offer.id == offer_id).where(Offer.state == "pending").where(Offer.accept_by <= now)
+            .values(state="timed_out", responded_at=now)
+        ).rowcount == 1
+        if not claimed:
+            return 0
+        offer = session.get(Offer, offer_id)
+        ticket = session.get(Ticket, offer.ticket_id)
+        agency = session.get(Agency, offer.agency_id)
+        record_event(session, ticket, "offer_timed_out", actor="dispatch", from_value=agency.name, at=now,
+                     reason="代理机构未在时限内接单", data={"offer_id": offer.id, "attempt": offer.attempt})
+        schedule_job(session, "dispatch_ticket", ticket.id)
+        log.info("Dispatch: offer %s to agency %s timed out for ticket %s", offer_id, agency.id, ticket.number)
+        return 1
+
+
+def answer_sms(runtime, from_phone: str | None, body: str, now: datetime) -> str:
+    """Handle an agency's SMS reply "<code> 接" or "<code> 拒 [reason]"; return the reply text."""
+    words = (body or "").strip().replace("，", " ").replace(",", " ").split()
+    if len(words) < 2:
+        return "回复格式：派单码 接 或 派单码 拒，例如「K7Q2MA 接」。"
+    code, verb, reason = words[0].upper(), words[1].upper(), " ".join(words[2:]) or None
+    if verb not in ACCEPT_WORDS | DECLINE_WORDS:
+        return "回复格式：派单码 接 或 派单码 拒，例如「K7Q2MA 接」。"
+
+    with runtime.transaction() as session:
+        offer = session.exec(select(Offer).where(Offer.code == code)).first()
+        agency = session.get(Agency, offer.agency_id) if offer else None
+    if offer is None or agency is None or agency.contact_phone != from_phone:
+        log.warning("Dispatch: SMS reply with unknown code or from another number (code %s)", code)
+        return f"未找到派单码 {code}，请核对后回复。"
+    return answer_offer(runtime, offer.id, verb in ACCEPT_WORDS, f"agency:{agency.id}", reason, now).message
+
+
+def _new_code(session: Session) -> str:
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+        if session.exec(select(Offer.id).where(Offer.code == code)).first() is None:
+            return code
+
+
+def _state_text(state: str) -> str:
+    return {"accepted": "已接单", "declined": "已拒绝", "timed_out": "已超时", "cancelled": "已撤销"}.get(state, state)

@@ -1,0 +1,302 @@
+"""Intake: a referral, a call or a call event in, exactly one ticket out, rules applied.
+
+Every function runs inside the caller's transaction and is idempotent on its natural key:
+`(source, external_id)` for referrals and `CallSid` for calls. A concurrent duplicate that slips past
+the lookup fails on the unique constraint; the API retries the transaction, which then finds the row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from hotline import phones
+from hotline.events import record_event
+from hotline.models import Call, Referral, Ticket, Town
+from hotline.outbox import schedule_job
+from hotline.telephony.twiml import MENU_CATEGORIES
+from hotline.tickets import apply_rules, create_ticket, find_open_ticket_of_caller
+from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.vocabulary import FLAGS, NEEDS, REFERRAL_CATEGORIES
+
+log = logging.getLogger("hotline.intake")
+
+REFERRAL_FIELDS = ("external_id", "referrer", "resident", "category", "needs", "flags", "note", "deceased")
+REFERRER_FIELDS = ("name", "phone", "org")
+RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
+DECEASED_FIELDS = ("died_at", "place")
+FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
+SOURCE_CHANNELS = {"shequyun": "shequyun"}
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    ticket: Ticket
+    created: bool
+
+
+# --- referrals -------------------------------------------------------------------------------------
+
+
+def find_referral_ticket(session: Session, source: str, external_id: str) -> Ticket | None:
+    referral = session.exec(
+        select(Referral).where(Referral.source == source).where(Referral.external_id == external_id)
+    ).first()
+    return None if referral is None else session.get(Ticket, referral.ticket_id)
+
+
+def take_referral(session: Session, runtime, source: str, body: Any, token_id: int | None,
+                  now: datetime) -> IntakeResult:
+    """File a referral from `source` (taken from the caller's token, never from the body)."""
+    referral = validate_referral(session, body)
+    existing = find_referral_ticket(session, source, referral["external_id"])
+    if existing is not None:
+        return IntakeResult(existing, created=False)
+
+    resident = referral["resident"]
+    ticket = create_ticket(
+        session, runtime, now, actor=f"source:{source}",
+        channel=SOURCE_CHANNELS.get(source, "referral_api"), source=source, category=referral["category"],
+        needs=referral["needs"], flags=referral["flags"], town_code=resident["town_code"],
+        committee=resident.get("committee"), address=resident.get("address"), caller_name=resident.get("name"),
+        caller_phone=resident["phone"], caller_phone_ext=resident.get("phone_ext"), note=referral.get("note"),
+        deceased=referral.get("deceased"), external_id=referral["external_id"],
+    )
+    referrer = referral.get("referrer") or {}
+    session.add(Referral(
+        source=source, external_id=referral["external_id"], ticket_id=ticket.id, token_id=token_id,
+        referrer_name=referrer.get("name"), referrer_phone=referrer.get("phone"), referrer_org=referrer.get("org"),
+        payload=body, received_at=now,
+    ))
+    session.flush()
+    return IntakeResult(ticket, created=True)
+
+
+def validate_referral(session: Session, body: Any) -> dict[str, Any]:
+    """Check and normalise a referral body; raise InputError naming the first bad field."""
+    if not isinstance(body, dict):
+        raise InputError("invalid_body", N_("Request body must be a JSON object."), status=400)
+    _reject_unknown_fields(body, REFERRAL_FIELDS, "")
+
+    external_id = _string(body, "external_id", required_=True, max_length=64)
+    category = _string(body, "category", required_=True, max_length=24)
+    if category not in REFERRAL_CATEGORIES:
+        raise unknown_value("category", category, REFERRAL_CATEGORIES)
+
+    return {
+        "external_id": external_id,
+        "category": category,
+        "needs": _codes(body, "needs", NEEDS),
+        "flags": _codes(body, "flags", FLAGS),
+        "note": _string(body, "note", max_length=2000),
+        "referrer": _referrer(body.get("referrer")),
+        "resident": _resident(session, body.get("resident")),
+        "deceased": _deceased(body.get("deceased")),
+    }
+
+
+def _referrer(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise wrong_type("referrer", "an object")
+    _reject_unknown_fields(value, REFERRER_FIELDS, "referrer.")
+    phone = _string(value, "phone", max_length=40, prefix="referrer.")
+    return {
+        "name": _string(value, "name", max_length=64, prefix="referrer."),
+        "org": _string(value, "org", max_length=100, prefix="referrer."),
+        "phone": None if phone is None else _phone(phone, "referrer.phone").e164,
+    }
+
+
+def _resident(session: Session, value: Any) -> dict[str, Any]:
+    if value is None:
+        raise required("resident")
+    if not isinstance(value, dict):
+        raise wrong_type("resident", "an object")
+    _reject_unknown_fields(value, RESIDENT_FIELDS, "resident.")
+
+    phone = _phone(_string(value, "phone", required_=True, max_length=40, prefix="resident."), "resident.phone")
+    town_name = _string(value, "town", required_=True, max_length=32, prefix="resident.")
+    return {
+        "name": _string(value, "name", max_length=64, prefix="resident."),
+        "phone": phone.e164,
+        "phone_ext": phone.extension,
+        "town_code": _town_code(session, town_name),
+        "committee": _string(value, "committee", max_length=64, prefix="resident."),
+        "address": _string(value, "address", max_length=200, prefix="resident."),
+    }
+
+
+def _deceased(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise wrong_type("deceased", "an object")
+    _reject_unknown_fields(value, DECEASED_FIELDS, "deceased.")
+    died_at = _string(value, "died_at", max_length=40, prefix="deceased.")
+    if died_at is not None:
+        try:
+            parsed = datetime.fromisoformat(died_at)
+        except ValueError:
+            raise wrong_type("deceased.died_at", "an ISO 8601 instant with offset") from None
+        if parsed.tzinfo is None:
+            raise wrong_type("deceased.died_at", "an ISO 8601 instant with offset")
+    return {"died_at": died_at, "place": _string(value, "place", max_length=32, prefix="deceased.")}
+
+
+def _town_code(session: Session, name_or_code: str) -> str:
+    towns = session.exec(select(Town).order_by(Town.code)).all()
+    for town in towns:
+        if name_or_code in (town.name, town.code):
+            return town.code
+    raise unknown_value("resident.town", name_or_code, [town.name for town in towns])
+
+
+def _phone(text: str, field: str) -> phones.PhoneNumber:
+    try:
+        return phones.normalise(text)
+    except phones.InvalidPhoneNumber:
+        raise InputError("invalid_phone", N_("Phone number %(value)s is not a valid number."), field=field,
+                         value=text) from None
+
+
+def _string(body: Mapping, field: str, required_: bool = False, max_length: int = 200, prefix: str = "") -> str | None:
+    value = body.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required_:
+            raise required(prefix + field)
+        return None
+    if not isinstance(value, str):
+        raise wrong_type(prefix + field, "a string")
+    value = value.strip()
+    if len(value) > max_length:
+        raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."),
+                         field=prefix + field, limit=max_length)
+    return value
+
+
+def _codes(body: Mapping, field: str, accepted: Mapping[str, Any]) -> list[str]:
+    value = body.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise wrong_type(field, "a list of strings")
+    for item in value:
+        if item not in accepted:
+            raise unknown_value(field, item, list(accepted))
+    return sorted(set(value))
+
+
+def _reject_unknown_fields(body: Mapping, known: tuple[str, ...], prefix: str) -> None:
+    for key in body:
+        if key not in known:
+            raise InputError("unknown_field", N_("Unknown field %(field)s; accepted fields: %(accepted)s."),
+                             field=prefix + str(key), accepted=", ".join(known))
+
+
+# --- calls -----------------------------------------------------------------------------------------
+
+
+def open_call(session: Session, runtime, form: Mapping[str, str], now: datetime) -> IntakeResult:
+    """Attach an incoming call to the caller's open ticket or a new call-back ticket; a retry changes nothing."""
+    call_sid = _call_sid(form)
+    call = session.exec(select(Call).where(Call.call_sid == call_sid)).first()
+    if call is not None:
+        return IntakeResult(session.get(Ticket, call.ticket_id), created=False)
+
+    caller = phones.normalise_or_none(form.get("From") or form.get("Caller"))
+    ticket = find_open_ticket_of_caller(session, caller) if caller else None
+    created = ticket is None
+    if created:
+        # The category stays `callback` until the caller picks from the menu, so a hang-up before the
+        # choice leaves a ticket for an operator to call back.
+        ticket = create_ticket(session, runtime, now, actor="twilio", channel="phone", source="resident",
+                               category="callback", caller_phone=caller)
+
+    call = Call(call_sid=call_sid, ticket_id=ticket.id, from_phone=caller, to_phone=form.get("To"),
+                status=form.get("CallStatus") or "ringing", started_at=now)
+    session.add(call)
+    session.flush()
+    if not created:
+        record_event(session, ticket, "call_attached", actor="twilio", to_value=call_sid, at=now,
+                     reason="同一来电号码已有未办结工单")
+    log.info("Intake: call %s on ticket %s (new ticket: %s)", call_sid, ticket.number, created)
+    return IntakeResult(ticket, created=created)
+
+
+def choose_menu(session: Session, runtime, form: Mapping[str, str], now: datetime) -> IntakeResult:
+    """File the call's ticket under the menu choice; a retried webhook or second key press changes nothing."""
+    result = open_call(session, runtime, form, now)
+    call = session.exec(select(Call).where(Call.call_sid == _call_sid(form))).one()
+    digit = (form.get("Digits") or "").strip()
+    if call.menu_digit is not None or digit not in MENU_CATEGORIES:
+        return IntakeResult(result.ticket, created=False)
+
+    call.menu_digit = digit
+    session.add(call)
+    ticket = result.ticket
+    category, needs = MENU_CATEGORIES[digit]
+    _apply_menu_choice(session, runtime, ticket, digit, category, needs, now)
+    return IntakeResult(ticket, created=False)
+
+
+def _apply_menu_choice(session: Session, runtime, ticket: Ticket, digit: str, category: str, needs: list[str],
+                       now: datetime) -> None:
+    old_category = ticket.category
+    urgent = category == "agency_service"
+    if old_category == "callback" or (urgent and old_category != "agency_service"):
+        ticket.category = category
+    ticket.needs = sorted(set(ticket.needs or []) | set(needs))
+    if digit == "0":
+        ticket.tags = sorted(set(ticket.tags or []) | {"operator_requested"})
+    session.add(ticket)
+    record_event(session, ticket, "menu_choice", actor="twilio", from_value=old_category, to_value=ticket.category,
+                 data={"digit": digit, "needs": needs}, at=now)
+
+    apply_rules(session, runtime, ticket, now, actor="rules", reason="来电菜单选择后重新评估")
+    if ticket.category == "agency_service" and old_category != "agency_service":
+        schedule_job(session, "dispatch_ticket", ticket.id)
+
+
+def record_call_status(session: Session, runtime, form: Mapping[str, str], now: datetime) -> IntakeResult:
+    """Record how the call ended; a call that ended before a menu choice asks for a call-back."""
+    result = open_call(session, runtime, form, now)
+    call = session.exec(select(Call).where(Call.call_sid == _call_sid(form))).one()
+    status = (form.get("CallStatus") or "").strip()
+    final = status in FINAL_CALL_STATUSES
+    if call.ended_at is not None or (call.status == status and not final):
+        return IntakeResult(result.ticket, created=False)
+
+    call.status = status or call.status
+    if final:
+        call.ended_at = now
+        call.duration_seconds = _int_or_none(form.get("CallDuration"))
+    session.add(call)
+
+    ticket = result.ticket
+    record_event(session, ticket, "call_status", actor="twilio", to_value=status, at=now,
+                 data={"call_sid": call.call_sid, "duration": call.duration_seconds})
+    if final and call.menu_digit is None:
+        ticket.tags = sorted(set(ticket.tags or []) | {"callback_needed"})
+        session.add(ticket)
+        record_event(session, ticket, "callback_needed", actor="twilio", to_value=status, at=now,
+                     reason="来电在菜单选择前结束，需回电")
+    return IntakeResult(ticket, created=False)
+
+
+def _call_sid(form: Mapping[str, str]) -> str:
+    call_sid = (form.get("CallSid") or "").strip()
+    if not call_sid:
+        raise required("CallSid")
+    return call_sid
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None

@@ -1,0 +1,13 @@
+"""Process-wide logging: one line per record with time, level and component."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def configure_logging(level: str | None = None) -> None:
+    logging.basicConfig(
+        level=(level or os.environ.get("HOTLINE_LOG_LEVEL") or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,88 @@
+"""The assembled service: settings, database engine, rule set, calendars, SMS backend and job queue.
+
+The web app, the CLI, RQ jobs and the scheduler each build one `Runtime` per process. Jobs find it
+with `current()`, which builds it from the environment the first time a worker process needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from hotline.config import Settings, load_settings
+from hotline.store import make_engine
+
+log = logging.getLogger("hotline.runtime")
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    queue: Any
+    components: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session that commits on success, then enqueues the jobs the work scheduled.
+
+        Jobs are enqueued only after the commit, so a job never reads a row that is not there yet;
+        a crash between the commit and the enqueue is covered by the scheduler's outbox sweep.
+        """
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            jobs = session.info.pop("jobs_after_commit", [])
+        for name, args in jobs:
+            self.queue.enqueue(name, *args)
+
+    def component(self, name: str) -> Any:
+        return self.components[name]
+
+
+def build_runtime(settings: Settings | None = None, queue: Any = None) -> Runtime:
+    """Assemble a runtime; `queue` defaults to RQ when Redis is configured, else in-process."""
+    from hotline.queueing import make_queue
+
+    settings = settings or load_settings()
+    runtime = Runtime(settings=settings, engine=make_engine(settings.database_url), queue=None)
+    runtime.queue = queue or make_queue(settings, runtime)
+    _load_components(runtime)
+    return runtime
+
+
+def _load_components(runtime: Runtime) -> None:
+    from hotline.components import load_components
+
+    runtime.components.update(load_components(runtime.settings))
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make `runtime` the one `current()` returns in this process."""
+    global _current
+    with _lock:
+        _current = runtime
+    return runtime
+
+
+def current() -> Runtime:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = build_runtime()
+            log.info("Runtime: built from environment for database %s", _current.engine.url.render_as_string())
+        return _current

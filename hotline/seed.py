@@ -1,0 +1,118 @@
+"""Reference and demo data: Qingpu's 11 towns, the funeral home team, pilot agencies and staff accounts.
+
+Town codes are the National Bureau of Statistics codes (统计用区划代码, 2023). Agencies are piloted in
+练塘镇, 白鹤镇, 夏阳街道 and 盈浦街道; the funeral home's own team serves every town and is the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from sqlmodel import Session, select
+from werkzeug.security import generate_password_hash
+
+from hotline.models import Agency, Town, User
+
+log = logging.getLogger("hotline.seed")
+
+TOWNS = (
+    ("310118001", "夏阳街道", True),
+    ("310118002", "盈浦街道", True),
+    ("310118003", "香花桥街道", False),
+    ("310118102", "朱家角镇", False),
+    ("310118103", "练塘镇", True),
+    ("310118104", "金泽镇", False),
+    ("310118105", "赵巷镇", False),
+    ("310118106", "徐泾镇", False),
+    ("310118107", "华新镇", False),
+    ("310118109", "重固镇", False),
+    ("310118110", "白鹤镇", True),
+)
+
+ON_SITE_SERVICES = ["body_transport", "funeral_arrangement", "ash_storage", "eco_burial"]
+
+# Invented demo agencies; real ones are entered by the bureau after vetting (备案).
+DEMO_AGENCIES = (
+    {
+        "name": "青浦区殡仪馆接运服务队",
+        "kind": "funeral_home",
+        "credit_code": "12310118MB2F00001X",
+        "filing_number": "青民殡备〔2026〕000号",
+        "towns": ["*"],
+        "services": ON_SITE_SERVICES,
+        "capacity": 6,
+        "contact_phone": "+862159203790",
+    },
+    {
+        "name": "青浦安泰殡葬服务有限公司",
+        "kind": "agency",
+        "credit_code": "91310118MA1K00001A",
+        "filing_number": "青民殡备〔2026〕001号",
+        "towns": ["310118001", "310118002"],
+        "services": ON_SITE_SERVICES,
+        "capacity": 3,
+        "contact_phone": "+8613900000001",
+    },
+    {
+        "name": "练塘福顺礼仪服务社",
+        "kind": "agency",
+        "credit_code": "92310118MA1K00002B",
+        "filing_number": "青民殡备〔2026〕002号",
+        "towns": ["310118103", "310118110"],
+        "services": ["body_transport", "funeral_arrangement", "ash_storage"],
+        "capacity": 2,
+        "contact_phone": "+8613900000002",
+    },
+    {
+        "name": "上海淀山湖殡葬代理有限公司",
+        "kind": "agency",
+        "credit_code": "91310118MA1K00003C",
+        "filing_number": "青民殡备〔2026〕003号",
+        "towns": ["310118001", "310118002", "310118103", "310118110"],
+        "services": ON_SITE_SERVICES,
+        "capacity": 3,
+        "contact_phone": "+8613900000003",
+    },
+)
+
+DEMO_USERS = (
+    ("operator", "话务员 王丽", "operator", None),
+    ("supervisor", "值班主管 张强", "supervisor", "+8613900000010"),
+    ("admin", "系统管理员", "admin", None),
+)
+
+
+def seed_towns(session: Session) -> int:
+    """Insert the towns that are missing; return how many were added."""
+    known = set(session.exec(select(Town.code)).all())
+    added = 0
+    for code, name, pilot in TOWNS:
+        if code not in known:
+            session.add(Town(code=code, name=name, pilot=pilot))
+            added += 1
+    return added
+
+
+def seed_agencies(session: Session, licence_expires_on: date) -> int:
+    known = set(session.exec(select(Agency.name)).all())
+    added = 0
+    for spec in DEMO_AGENCIES:
+        if spec["name"] in known:
+            continue
+        session.add(Agency(status="approved", licence_expires_on=licence_expires_on, **spec))
+        added += 1
+    return added
+
+
+def seed_users(session: Session, password: str) -> list[str]:
+    """Create the demo staff accounts that are missing, all with `password`; return their usernames."""
+    known = set(session.exec(select(User.username)).all())
+    created = []
+    for username, display_name, role, phone in DEMO_USERS:
+        if username in known:
+            continue
+        session.add(User(username=username, display_name=display_name, role=role, phone=phone,
+                         on_duty=role == "supervisor", password_hash=generate_password_hash(password)))
+        created.append(username)
+    return created

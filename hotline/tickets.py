@@ -1,0 +1,221 @@
+"""Tickets: numbering, rules applied, the status machine, claiming and the operators' queue order."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from hotline.events import record_event
+from hotline.models import Call, SlaClock, Ticket, TicketCounter, Town
+from hotline.outbox import schedule_job
+from hotline.rules.facts import ticket_facts
+from hotline.sla import clocks as sla_clocks
+from hotline.validation import N_
+from hotline.vocabulary import OPEN_STATUSES, STATUSES, TRANSITIONS
+
+log = logging.getLogger("hotline.tickets")
+
+# Status changes that must say why, because a supervisor will ask.
+REASON_REQUIRED = {"waiting", "cancelled"}
+REOPEN = ("resolved", "in_progress")
+
+
+class TransitionError(ValueError):
+    """A status change the status machine does not allow; `template` and `params` word it for people."""
+
+    def __init__(self, template: str, code: str = "invalid_transition", field: str | None = "to", **params: Any):
+        super().__init__(template % params)
+        self.template = template
+        self.code = code
+        self.field = field
+        self.params = params
+
+
+def next_number(session: Session, now: datetime, tz) -> str:
+    """Hand out the next QP-YYYYMMDD-NNNN number of the local day with one atomic upsert."""
+    day = now.astimezone(tz).strftime("%Y%m%d")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(TicketCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
+        .returning(TicketCounter.last)
+    )
+    last = session.execute(statement).scalar_one()
+    return f"QP-{day}-{last:04d}"
+
+
+def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> Ticket:
+    """Insert a ticket, record its creation, apply the rules and start its SLA clocks."""
+    ticket = Ticket(number=next_number(session, now, runtime.settings.timezone), created_at=now, updated_at=now,
+                    **fields)
+    session.add(ticket)
+    session.flush()
+    record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
+                 data={"channel": ticket.channel, "source": ticket.source})
+
+    apply_rules(session, runtime, ticket, now, actor="rules", reason="受理时评估规则")
+    if ticket.category == "agency_service":
+        schedule_job(session, "dispatch_ticket", ticket.id)
+    log.info("Tickets: created %s (%s, %s, P%s) by %s", ticket.number, ticket.source, ticket.category,
+             ticket.priority, actor)
+    return ticket
+
+
+def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str) -> None:
+    """Evaluate the priority rules and SLA policy again, recording every change as an event."""
+    facts = facts_for(session, runtime, ticket, now)
+    decision = runtime.component("rules").evaluate_priority(facts)
+
+    if decision.priority != ticket.priority and ticket.rule_set_version is not None:
+        record_event(session, ticket, "priority", actor=actor, from_value=f"P{ticket.priority}",
+                     to_value=f"P{decision.priority}", reason=reason, at=now)
+    ticket.priority = decision.priority
+    ticket.queue_rank = decision.queue_rank
+    ticket.priority_reasons = decision.reasons
+    ticket.rule_trace = decision.trace
+    ticket.rule_set_version = decision.version
+    ticket.tags = sorted(set(ticket.tags or []) | set(decision.added_tags))
+    ticket.updated_at = now
+    session.add(ticket)
+
+    facts["priority"] = float(ticket.priority)
+    policies = runtime.component("sla_policies")
+    calendars = runtime.component("calendars")
+    has_clocks = session.exec(select(SlaClock.id).where(SlaClock.ticket_id == ticket.id)).first() is not None
+    if has_clocks:
+        sla_clocks.recompute_clocks(session, ticket, facts, policies, calendars, now, actor=actor, reason=reason)
+    else:
+        sla_clocks.start_clocks(session, ticket, facts, policies, calendars, now)
+    sla_clocks.refresh_ticket_due(session, ticket)
+
+
+def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[str, Any]:
+    """Gather what rule conditions may read: the ticket, its town, the caller's history and the clock."""
+    town = session.get(Town, ticket.town_code) if ticket.town_code else None
+    history = caller_history(session, ticket, now)
+    workday = runtime.component("calendars").get("workday")
+    clock_facts = {}
+    if workday is not None:
+        clock_facts = {"working_time": workday.is_working_time(now),
+                       "holiday": workday.is_holiday(now.astimezone(runtime.settings.timezone).date())}
+    return ticket_facts(ticket, town=town, history=history, clock=clock_facts)
+
+
+def caller_history(session: Session, ticket: Ticket, now: datetime) -> dict[str, int]:
+    if not ticket.caller_phone:
+        return {"open_tickets_of_caller": 0, "calls_last_30_days": 0}
+    open_tickets = session.exec(
+        select(func.count(Ticket.id))
+        .where(Ticket.caller_phone == ticket.caller_phone)
+        .where(Ticket.status.in_(OPEN_STATUSES))
+        .where(Ticket.id != ticket.id)
+    ).one()
+    calls = session.exec(
+        select(func.count(Call.id))
+        .where(Call.from_phone == ticket.caller_phone)
+        .where(Call.started_at >= now - timedelta(days=30))
+    ).one()
+    return {"open_tickets_of_caller": int(open_tickets), "calls_last_30_days": int(calls)}
+
+
+def find_open_ticket_of_caller(session: Session, phone: str) -> Ticket | None:
+    """The caller's most recent open ticket, which a new call joins instead of opening another."""
+    return session.exec(
+        select(Ticket)
+        .where(Ticket.caller_phone == phone)
+        .where(Ticket.status.in_(OPEN_STATUSES))
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(1)
+    ).first()
+
+
+def transition(session: Session, runtime, ticket: Ticket, to_status: str, actor: str, reason: str | None,
+               now: datetime) -> None:
+    """Move a ticket to `to_status` if the status machine allows it, with the SLA effects of the move."""
+    from_status = ticket.status
+    if to_status not in STATUSES:
+        raise TransitionError(N_("Unknown status %(to_status)s."), code="invalid_value", to_status=to_status)
+    if to_status not in TRANSITIONS.get(from_status, ()):
+        raise TransitionError(N_("Cannot change status from %(from_status)s to %(to_status)s."),
+                              from_status=from_status, to_status=to_status)
+    if (to_status in REASON_REQUIRED or (from_status, to_status) == REOPEN) and not (reason or "").strip():
+        raise TransitionError(N_("A reason is required to change status to %(to_status)s."), code="reason_required",
+                              field="reason", to_status=to_status)
+
+    set_status(session, runtime, ticket, to_status, actor, reason, now)
+
+
+def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor: str, reason: str | None,
+               now: datetime) -> None:
+    """Change the status without the operator checks; dispatch uses it for dispatching and dispatched."""
+    from_status = ticket.status
+    if from_status == to_status:
+        return
+    calendars = runtime.component("calendars")
+
+    if from_status == "waiting":
+        sla_clocks.resume_clocks(session, ticket, calendars, now, actor=actor)
+    if to_status == "waiting":
+        sla_clocks.pause_clocks(session, ticket, now, actor=actor)
+    if to_status in ("in_progress", "dispatching", "dispatched", "resolved"):
+        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor)
+    if to_status == "resolved":
+        sla_clocks.mark_met(session, ticket, ["resolution"], now, actor=actor)
+        ticket.resolved_at = now
+    if to_status == "cancelled":
+        _stop_clocks(session, ticket)
+
+    ticket.status = to_status
+    ticket.updated_at = now
+    session.add(ticket)
+    record_event(session, ticket, "status", actor=actor, from_value=from_status, to_value=to_status,
+                 reason=reason, at=now)
+    sla_clocks.refresh_ticket_due(session, ticket)
+    log.info("Tickets: %s status %s -> %s by %s", ticket.number, from_status, to_status, actor)
+
+
+def _stop_clocks(session: Session, ticket: Ticket) -> None:
+    for clock in session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id)).all():
+        if clock.state in ("running", "paused"):
+            clock.state = "cancelled"
+            session.add(clock)
+
+
+def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, now: datetime) -> bool:
+    """Assign an unassigned ticket to `user_id`; return False when someone else holds it already.
+
+    The conditional UPDATE is the lock: of two operators claiming at once, exactly one sees a row count
+    of 1, on SQLite and PostgreSQL alike.
+    """
+    result = session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id)
+        .where(Ticket.assigned_to_id.is_(None))
+        .values(assigned_to_id=user_id, claimed_at=now, updated_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+
+    session.refresh(ticket)
+    record_event(session, ticket, "claimed", actor=actor, to_value=str(user_id), at=now)
+    if ticket.status == "new":
+        set_status(session, runtime, ticket, "in_progress", actor, "签收", now)
+    return True
+
+
+def queue_order():
+    """ORDER BY of the operators' queue: priority, then rule precedence, then the earliest due."""
+    return (
+        Ticket.priority.asc(),
+        Ticket.queue_rank.asc(),
+        Ticket.due_at.is_(None).asc(),
+        Ticket.due_at.asc(),
+        Ticket.created_at.asc(),
+        Ticket.id.asc(),
+    )

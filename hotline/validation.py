@@ -1,0 +1,43 @@
+"""Validation errors the domain raises and the API turns into 4xx JSON in the caller's language.
+
+Messages are English templates marked with `N_` so Babel extracts them; the web layer translates
+them with the request's locale, so the domain never imports Flask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def N_(template: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
+    return template
+
+
+class InputError(ValueError):
+    """Bad input: nothing was changed. `status` is the HTTP status the API answers with."""
+
+    def __init__(self, code: str, template: str, field: str | None = None, status: int = 422, **params: Any):
+        if field is not None:
+            params = {"field": field, **params}
+        super().__init__(template % params if params else template)
+        self.code = code
+        self.template = template
+        self.field = field
+        self.status = status
+        self.params = params
+
+
+def required(field: str) -> InputError:
+    return InputError("required", N_("Field %(field)s is required."), field=field)
+
+
+def unknown_value(field: str, value: Any, accepted) -> InputError:
+    return InputError(
+        "invalid_value",
+        N_("Unknown value %(value)s for %(field)s; accepted values: %(accepted)s."),
+        field=field, value=repr(value), accepted=", ".join(accepted),
+    )
+
+
+def wrong_type(field: str, expected: str) -> InputError:
+    return InputError("invalid_type", N_("Field %(field)s must be %(expected)s."), field=field, expected=expected)

@@ -1,0 +1,235 @@
+"""Dispatch of agency-service tickets: eligibility, rotation, answers, time-outs and escalation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import time_machine
+from sqlmodel import select
+
+from hotline.dispatch import offers
+from hotline.models import Agency, Offer, OutboxMessage, Ticket, TicketEvent
+from hotline.telephony.signatures import compute_signature
+from hotline.tickets import create_ticket
+
+MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
+PUBLIC = "https://hotline.example.test"
+
+
+def _ticket(runtime, town="310118103", needs=("body_transport",), category="agency_service"):
+    with runtime.transaction() as session:
+        ticket = create_ticket(session, runtime, MONDAY_MORNING, actor="test", channel="referral_api",
+                               source="community_worker", category=category, needs=list(needs),
+                               town_code=town, caller_phone="+8613812345678")
+        return ticket.id
+
+
+def _offers(runtime, ticket_id):
+    with runtime.transaction() as session:
+        return session.exec(select(Offer).where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)).all()
+
+
+def _agency(runtime, offer):
+    with runtime.transaction() as session:
+        return session.get(Agency, offer.agency_id)
+
+
+def _events(runtime, ticket_id, kind):
+    with runtime.transaction() as session:
+        return session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
+                            .where(TicketEvent.kind == kind)).all()
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_pilot_town_goes_to_agency_first(runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118103")
+
+    [offer] = _offers(runtime, ticket_id)
+    agency = _agency(runtime, offer)
+    assert agency.kind == "agency"
+    assert "310118103" in agency.towns
+    assert offer.accept_by - offer.sent_at == timedelta(minutes=15)
+    assert "轮转" in offer.reason
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_other_town_goes_to_funeral_home(runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118104")
+
+    [offer] = _offers(runtime, ticket_id)
+    assert _agency(runtime, offer).kind == "funeral_home"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_service_not_offered_skips_agency(runtime, seeded):
+    # 练塘福顺 serves 练塘 but offers no eco-burial; 淀山湖 does.
+    ticket_id = _ticket(runtime, town="310118103", needs=("eco_burial",))
+
+    [offer] = _offers(runtime, ticket_id)
+    assert _agency(runtime, offer).name == "上海淀山湖殡葬代理有限公司"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_rotation_spreads_offers(runtime, seeded):
+    first = _offers(runtime, _ticket(runtime, town="310118103"))[0]
+    second = _offers(runtime, _ticket(runtime, town="310118103"))[0]
+
+    assert first.agency_id != second.agency_id
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_expired_licence_not_offered(runtime, seeded):
+    with runtime.transaction() as session:
+        for agency in session.exec(select(Agency).where(Agency.kind == "agency")).all():
+            agency.licence_expires_on = date(2026, 12, 6)
+            session.add(agency)
+
+    [offer] = _offers(runtime, _ticket(runtime, town="310118103"))
+    assert _agency(runtime, offer).kind == "funeral_home"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_suspended_agency_not_offered(runtime, seeded):
+    with runtime.transaction() as session:
+        for agency in session.exec(select(Agency).where(Agency.kind == "agency")).all():
+            agency.status = "suspended"
+            session.add(agency)
+
+    [offer] = _offers(runtime, _ticket(runtime, town="310118002"))
+    assert _agency(runtime, offer).kind == "funeral_home"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_dispatch_twice_makes_one_offer(runtime, seeded):
+    ticket_id = _ticket(runtime)
+
+    offers.dispatch_ticket(runtime, ticket_id, MONDAY_MORNING)
+    offers.dispatch_ticket(runtime, ticket_id, MONDAY_MORNING)
+
+    assert len(_offers(runtime, ticket_id)) == 1
+    with runtime.transaction() as session:
+        assert len(session.exec(select(OutboxMessage).where(OutboxMessage.channel == "sms")).all()) == 1
+
+
+def test_timeout_moves_to_next_agency(runtime, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        ticket_id = _ticket(runtime, town="310118103")
+    [first] = _offers(runtime, ticket_id)
+
+    offers.expire_offers(runtime, first.accept_by - timedelta(seconds=1))
+    assert _offers(runtime, ticket_id)[0].state == "pending"
+
+    with time_machine.travel(first.accept_by, tick=False):
+        assert offers.expire_offers(runtime, first.accept_by) == 1
+        assert offers.expire_offers(runtime, first.accept_by) == 0
+
+    first_after, second = _offers(runtime, ticket_id)
+    assert first_after.state == "timed_out"
+    assert second.attempt == 2
+    assert second.agency_id != first.agency_id
+    assert len(_events(runtime, ticket_id, "offer_timed_out")) == 1
+
+
+def test_late_accept_changes_nothing(runtime, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+
+    answer = offers.answer_offer(runtime, offer.id, True, "agency:x", None, offer.accept_by)
+
+    assert not answer.ok
+    assert _offers(runtime, ticket_id)[0].state == "pending"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_accept_by_sms_reply(client, runtime, seeded):
+    ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+    agency = _agency(runtime, offer)
+    form = {"From": agency.contact_phone, "To": "+862159200496", "Body": f"{offer.code.lower()} 接",
+            "MessageSid": "SM1"}
+
+    response = client.post("/twilio/sms", data=form,
+                           headers={"X-Twilio-Signature": compute_signature("test-auth-token", PUBLIC + "/twilio/sms",
+                                                                            form)})
+
+    assert response.status_code == 200
+    assert "已确认接单".encode() in response.data
+    with runtime.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == "dispatched"
+        assert ticket.agency_id == agency.id
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_sms_reply_from_other_phone_ignored(client, runtime, seeded):
+    ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+    form = {"From": "+8613999999999", "To": "+862159200496", "Body": f"{offer.code} 接", "MessageSid": "SM2"}
+
+    client.post("/twilio/sms", data=form,
+                headers={"X-Twilio-Signature": compute_signature("test-auth-token", PUBLIC + "/twilio/sms", form)})
+
+    assert _offers(runtime, ticket_id)[0].state == "pending"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_decline_by_link_moves_on(client, runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118103")
+    [offer] = _offers(runtime, ticket_id)
+    token = offers.offer_token(runtime.settings.secret_key, offer.id)
+
+    page = client.get(f"/offers/{token}")
+    assert page.status_code == 200
+    assert offer.code in page.get_data(as_text=True)
+
+    response = client.post(f"/offers/{token}", data={"action": "decline", "reason": "车辆不足"})
+
+    assert response.status_code == 200
+    first, second = _offers(runtime, ticket_id)
+    assert first.state == "declined"
+    assert first.response_reason == "车辆不足"
+    assert second.agency_id != first.agency_id
+
+
+def test_forged_offer_link_not_found(client, runtime, seeded):
+    assert client.get("/offers/123").status_code == 404
+    assert client.get("/offers/" + offers.offer_token("another-secret-key-123", 1)).status_code == 404
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_no_agency_left_alerts_supervisor(runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118104")
+    [offer] = _offers(runtime, ticket_id)
+
+    offers.answer_offer(runtime, offer.id, False, "agency:1", "无空车", MONDAY_MORNING)
+    offers.dispatch_ticket(runtime, ticket_id, MONDAY_MORNING)
+
+    assert len(_offers(runtime, ticket_id)) == 1
+    assert len(_events(runtime, ticket_id, "dispatch_escalated")) == 1
+    with runtime.transaction() as session:
+        alerts = session.exec(select(OutboxMessage).where(OutboxMessage.channel == "supervisor")).all()
+    assert len(alerts) == 1
+    assert alerts[0].status == "sent"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_capacity_respected(runtime, seeded):
+    with runtime.transaction() as session:
+        home = session.exec(select(Agency).where(Agency.kind == "funeral_home")).one()
+        home.capacity = 1
+        session.add(home)
+
+    first = _ticket(runtime, town="310118104")
+    second = _ticket(runtime, town="310118104")
+
+    assert len(_offers(runtime, first)) == 1
+    assert _offers(runtime, second) == []
+    assert len(_events(runtime, second, "dispatch_escalated")) == 1
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_consultation_not_dispatched(runtime, seeded):
+    ticket_id = _ticket(runtime, category="consultation", needs=())
+
+    assert _offers(runtime, ticket_id) == []

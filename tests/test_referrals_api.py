@@ -1,0 +1,206 @@
+"""POST /api/v1/referrals: tokens, validation, phone normalisation and idempotency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import func, select
+
+from hotline.models import OutboxMessage, Referral, SlaClock, Ticket, TicketEvent
+
+REFERRAL = {
+    "external_id": "SG-20261207-0001",
+    "referrer": {"name": "陈伟", "phone": "138-6245-2821", "org": "盈浦街道西部花苑居委会"},
+    "resident": {"name": "高勇", "phone": "+86 17767385051", "town": "盈浦街道", "committee": "西部花苑居委会",
+                 "address": "盈浦街道95弄23号"},
+    "category": "consultation",
+    "needs": [],
+    "flags": ["low_income"],
+    "note": "询问骨灰寄存期限和费用。",
+}
+
+
+def _post(client, token, body, language="zh-CN"):
+    return client.post("/api/v1/referrals", json=body,
+                       headers={"Authorization": f"Bearer {token}", "Accept-Language": language})
+
+
+def _row_counts(runtime):
+    with runtime.transaction() as session:
+        return {model.__name__: session.exec(select(func.count()).select_from(model)).one()
+                for model in (Ticket, Referral, TicketEvent, SlaClock, OutboxMessage)}
+
+
+def _with(**changes):
+    body = {key: (dict(value) if isinstance(value, dict) else value) for key, value in REFERRAL.items()}
+    for path, value in changes.items():
+        target = body
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = value
+    return body
+
+
+def test_referral_created_with_source_from_token(client, seeded):
+    response = _post(client, seeded["community_worker"], REFERRAL)
+
+    assert response.status_code == 201
+    ticket = response.get_json()
+    assert ticket["source"] == "community_worker"
+    assert ticket["number"].startswith("QP-")
+    assert ticket["external_id"] == "SG-20261207-0001"
+    assert ticket["town"] == "盈浦街道"
+    assert ticket["caller_phone"] == "177****5051"
+    assert ticket["created_at"].endswith("+08:00")
+    assert {clock["target"] for clock in ticket["sla"]} == {"first_response", "resolution"}
+
+
+def test_referral_resent_returns_same_ticket(client, seeded, runtime):
+    first = _post(client, seeded["community_worker"], REFERRAL)
+    second = _post(client, seeded["community_worker"], REFERRAL)
+
+    assert first.status_code == 201
+    assert second.status_code == 200
+    assert second.get_json()["number"] == first.get_json()["number"]
+    assert _row_counts(runtime)["Ticket"] == 1
+
+
+def test_same_external_id_other_source_is_new(client, seeded, runtime):
+    _post(client, seeded["community_worker"], REFERRAL)
+    response = _post(client, seeded["shequyun"], REFERRAL)
+
+    assert response.status_code == 201
+    assert response.get_json()["channel"] == "shequyun"
+    assert _row_counts(runtime)["Ticket"] == 2
+
+
+def test_concurrent_duplicates_make_one_ticket(app, seeded, runtime):
+    results = []
+
+    def send():
+        with app.test_client() as own_client:
+            response = _post(own_client, seeded["elderly_advisor"], REFERRAL)
+            results.append((response.status_code, response.get_json()["number"]))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(status for status, _ in results) == [200, 200, 200, 201]
+    assert len({number for _, number in results}) == 1
+    assert _row_counts(runtime)["Ticket"] == 1
+    assert _row_counts(runtime)["Referral"] == 1
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("１７７６７３８５０５１", "+8617767385051"),
+    ("59201252", "+862159201252"),
+    ("(021)59209729", "+862159209729"),
+    ("021-59200496转8001", "+862159200496"),
+    ("177 5878 0368", "+8617758780368"),
+])
+def test_phone_typed_forms_normalised(client, seeded, runtime, typed, expected):
+    _post(client, seeded["community_worker"], _with(resident__phone=typed))
+
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket)).one()
+    assert ticket.caller_phone == expected
+
+
+def test_phone_extension_kept_apart(client, seeded, runtime):
+    _post(client, seeded["community_worker"], _with(resident__phone="021-59200496 分机 8001"))
+
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket)).one()
+    assert ticket.caller_phone_ext == "8001"
+
+
+@pytest.mark.parametrize("changes, status, code, field", [
+    ({"resident__phone": "12345"}, 422, "invalid_phone", "resident.phone"),
+    ({"resident__phone": "1381234567"}, 422, "invalid_phone", "resident.phone"),
+    ({"referrer__phone": "not a number"}, 422, "invalid_phone", "referrer.phone"),
+    ({"resident__town": "浦东新区"}, 422, "invalid_value", "resident.town"),
+    ({"category": "wedding"}, 422, "invalid_value", "category"),
+    ({"needs": ["fireworks"]}, 422, "invalid_value", "needs"),
+    ({"flags": ["vip"]}, 422, "invalid_value", "flags"),
+    ({"needs": "body_transport"}, 422, "invalid_type", "needs"),
+    ({"external_id": ""}, 422, "required", "external_id"),
+    ({"source": "shequyun"}, 422, "unknown_field", "source"),
+    ({"resident__town": None}, 422, "required", "resident.town"),
+    ({"note": "长" * 2001}, 422, "too_long", "note"),
+    ({"deceased": {"died_at": "2026-12-07 08:00"}}, 422, "invalid_type", "deceased.died_at"),
+])
+def test_bad_referral_rejected_without_rows(client, seeded, runtime, changes, status, code, field):
+    before = _row_counts(runtime)
+
+    response = _post(client, seeded["community_worker"], _with(**changes))
+
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["field"] == field
+    assert error["message"]
+    assert _row_counts(runtime) == before
+
+
+def test_unknown_town_lists_accepted_towns(client, seeded):
+    response = _post(client, seeded["community_worker"], _with(resident__town="浦东新区"))
+
+    message = response.get_json()["error"]["message"]
+    assert "浦东新区" in message
+    assert "练塘镇" in message
+
+
+def test_error_message_in_callers_language(client, seeded):
+    chinese = _post(client, seeded["community_worker"], _with(category="wedding"), language="zh-CN")
+    english = _post(client, seeded["community_worker"], _with(category="wedding"), language="en-US")
+
+    chinese_message = chinese.get_json()["error"]["message"]
+    assert any("\u4e00" <= character <= "\u9fff" for character in chinese_message), chinese_message
+    assert "wedding" in chinese_message
+    assert english.get_json()["error"]["message"].startswith("Unknown value")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
+def test_bad_token_rejected(client, seeded, runtime, header):
+    headers = {"Authorization": header} if header else {}
+    response = client.post("/api/v1/referrals", json=REFERRAL, headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_staff_token_cannot_refer(client, seeded, runtime):
+    response = _post(client, seeded["operator"], REFERRAL)
+
+    assert response.status_code == 403
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_malformed_json_rejected(client, seeded, runtime):
+    response = client.post("/api/v1/referrals", data="{not json", content_type="application/json",
+                           headers={"Authorization": f"Bearer {seeded['community_worker']}"})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_json_array_body_rejected(client, seeded, runtime):
+    response = _post(client, seeded["community_worker"], [REFERRAL])
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_body"
+
+
+def test_oversized_body_rejected(client, seeded, runtime):
+    response = _post(client, seeded["community_worker"], _with(note="长" * 40000))
+
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+    assert _row_counts(runtime)["Ticket"] == 0

@@ -1,0 +1,48 @@
+"""RQ job entry points. Thin: each takes ids, finds the runtime and calls the domain.
+
+RQ delivers at least once, and the in-process queue calls these directly, so each one is safe to run
+twice; the domain functions they call explain how.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hotline import outbox
+from hotline.clock import now
+from hotline.delivery import deliver_message as _deliver
+from hotline.dispatch import offers
+from hotline.runtime import current
+from hotline.sla.sweep import sweep_breaches
+
+log = logging.getLogger("hotline.jobs")
+
+
+def dispatch_ticket(ticket_id: int) -> None:
+    offers.dispatch_ticket(current(), ticket_id, now())
+
+
+def deliver_message(message_id: int) -> None:
+    _deliver(current(), message_id, now())
+
+
+def sweep_sla() -> int:
+    return sweep_breaches(current(), now())
+
+
+def sweep_offers() -> int:
+    return offers.expire_offers(current(), now())
+
+
+def sweep_outbox() -> int:
+    """Re-enqueue messages that are due again or whose sender died; the transactional outbox's safety net."""
+    runtime = current()
+    instant = now()
+    with runtime.transaction() as session:
+        outbox.release_expired_leases(session, instant)
+        ids = outbox.due_message_ids(session, instant)
+    for message_id in ids:
+        runtime.queue.enqueue("deliver_message", message_id)
+    if ids:
+        log.info("Jobs: re-enqueued %s due outbox messages", len(ids))
+    return len(ids)

@@ -1,0 +1,87 @@
+"""The scheduler process: periodic sweeps for SLA breaches, offer time-outs and the outbox.
+
+Run exactly one (`python -m workers.scheduler`). With Redis, each tick first takes a key with SET NX
+that expires with the tick, so a second scheduler started by mistake skips the tick instead of
+repeating it. In the embedded default the same jobs run in a thread of the demo process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from workers import jobs
+
+log = logging.getLogger("hotline.scheduler")
+
+# name -> (job, interval in seconds)
+SWEEPS: dict[str, tuple[Callable[[], int], int]] = {
+    "sla": (jobs.sweep_sla, 30),
+    "offers": (jobs.sweep_offers, 15),
+    "outbox": (jobs.sweep_outbox, 30),
+}
+MISFIRE_GRACE_SECONDS = 30
+
+
+def build_scheduler(runtime, background: bool) -> BackgroundScheduler | BlockingScheduler:
+    """A scheduler with every sweep, in the hotline's time zone, coalescing missed runs."""
+    scheduler_class = BackgroundScheduler if background else BlockingScheduler
+    scheduler = scheduler_class(
+        timezone=runtime.settings.timezone,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+    )
+    lock = _tick_lock(runtime)
+    for name, (job, seconds) in SWEEPS.items():
+        scheduler.add_job(_guarded(name, job, seconds, lock), IntervalTrigger(seconds=seconds,
+                          timezone=runtime.settings.timezone), id=f"sweep-{name}", name=f"sweep {name}")
+    return scheduler
+
+
+def _tick_lock(runtime):
+    queue = runtime.queue
+    connection = getattr(queue, "connection", None)
+    if connection is None:
+        return None
+    return connection
+
+
+def _guarded(name: str, job: Callable[[], int], seconds: int, redis_connection):
+    def run() -> None:
+        if redis_connection is not None:
+            tick = int(time.time()) // seconds
+            key = f"hotline:scheduler:{name}:{tick}"
+            if not redis_connection.set(key, "1", nx=True, ex=max(seconds - 1, 1)):
+                log.info("Scheduler: sweep %s tick %s already taken by another scheduler", name, tick)
+                return
+        try:
+            count = job()
+        except Exception:
+            log.exception("Scheduler: sweep %s failed; it runs again next tick", name)
+            return
+        if count:
+            log.info("Scheduler: sweep %s handled %s item(s)", name, count)
+
+    return run
+
+
+def main() -> None:
+    from hotline.logging_setup import configure_logging
+    from hotline.runtime import current
+
+    configure_logging()
+    runtime = current()
+    scheduler = build_scheduler(runtime, background=False)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+    log.info("Scheduler: starting with sweeps %s", ", ".join(SWEEPS))
+    scheduler.start()
+    log.info("Scheduler: stopped")
+
+
+if __name__ == "__main__":
+    main()
