@@ -1,0 +1,22 @@
+"""The `hotline` command."""
+
+from __future__ import annotations
+
+import click
+
+from hotline.cli.admin import db, tokens, users
+from hotline.cli.demo import demo
+from hotline.cli.replay import replay
+from hotline.cli.rules import rules
+from hotline.cli.sla import sla
+
+
+@click.group(help="Ticketing and referral routing for the funeral-service hotline 59200496.")
+def main() -> None:
+    from hotline.logging_setup import configure_logging
+
+    configure_logging()
+
+
+for command in (demo, replay, db, users, tokens, rules, sla):
+    main.add_command(command)

@@ -1,0 +1,112 @@
+"""A whole day of sample traffic through the app, with the clock pinned to each request's instant."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+
+import time_machine
+from conftest import SAMPLES
+from sqlmodel import select
+
+from hotline import replay
+from hotline.clock import now
+from hotline.dispatch.offers import expire_offers
+from hotline.models import Agency
+from hotline.sla.sweep import sweep_breaches
+
+BASE_URL = "https://hotline.example.test"
+DAY_FILE = SAMPLES / "day-2026-12-07.jsonl"
+
+
+def _replay_day(runtime, transport, seeded):
+    records = replay.read_lines(DAY_FILE.read_text(encoding="utf-8").splitlines())
+    traveller = {"machine": None}
+
+    def pin(instant: datetime) -> None:
+        if traveller["machine"] is not None:
+            traveller["machine"].stop()
+        traveller["machine"] = time_machine.travel(instant, tick=False)
+        traveller["machine"].start()
+        # What the scheduler would have done by this instant.
+        expire_offers(runtime, now())
+        sweep_breaches(runtime, now())
+
+    try:
+        counts = replay.send_all(records, transport, BASE_URL, runtime.settings.twilio_auth_token, seeded,
+                                 before_each=pin)
+        pin(datetime.fromisoformat("2026-12-07T23:59:00+08:00"))
+    finally:
+        traveller["machine"].stop()
+    return records, counts, replay.collect_tickets(transport, seeded["operator"])
+
+
+def test_replay_day_makes_one_ticket_each(runtime, transport, seeded):
+    records, counts, tickets = _replay_day(runtime, transport, seeded)
+
+    assert counts.errors == []
+    assert all(status < 500 for status in counts.by_status)
+
+    referral_keys = {(record["source"], record["json"]["external_id"]) for record in records
+                     if record["kind"] == "referral"}
+    stored_referrals = [(ticket["source"], ticket["external_id"]) for ticket in tickets if ticket["external_id"]]
+    assert sorted(stored_referrals) == sorted(referral_keys)
+
+    call_sids = {record["form"]["CallSid"] for record in records if record["kind"].startswith("twilio")}
+    owners = defaultdict(list)
+    for ticket in tickets:
+        for call_sid in ticket["call_sids"]:
+            owners[call_sid].append(ticket["number"])
+    assert set(owners) == call_sids
+    assert all(len(numbers) == 1 for numbers in owners.values())
+
+
+def test_replay_day_queue_serves_referrals_first(runtime, transport, seeded):
+    _, _, tickets = _replay_day(runtime, transport, seeded)
+
+    positions = defaultdict(lambda: {"referral": [], "phone": []})
+    for position, ticket in enumerate(tickets):
+        kind = "phone" if ticket["channel"] == "phone" else "referral"
+        positions[(ticket["category"], tuple(sorted(ticket["needs"])))][kind].append(position)
+
+    compared = 0
+    for group in positions.values():
+        if group["referral"] and group["phone"]:
+            compared += 1
+            assert max(group["referral"]) < min(group["phone"])
+    assert compared > 0
+
+
+def test_replay_day_body_transport_offered(runtime, transport, seeded):
+    _, _, tickets = _replay_day(runtime, transport, seeded)
+    with runtime.transaction() as session:
+        agencies = {agency.id: agency for agency in session.exec(select(Agency)).all()}
+
+    body_transport = [ticket for ticket in tickets if "body_transport" in ticket["needs"]]
+    assert body_transport
+    for ticket in body_transport:
+        assert ticket["priority"] == "P1", ticket["number"]
+        assert ticket["offers"], ticket["number"]
+        agency = agencies[ticket["offers"][0]["agency_id"]]
+        assert "*" in agency.towns or ticket["town_code"] in agency.towns, ticket["number"]
+
+
+def test_replay_day_flags_sla_breaches(runtime, transport, seeded):
+    _, _, tickets = _replay_day(runtime, transport, seeded)
+
+    breached = [clock for ticket in tickets for clock in ticket["sla"] if clock["breached_at"]]
+    assert breached
+    for clock in breached:
+        assert clock["breached_at"] == clock["due_at"]
+        assert clock["due_at"].endswith("+08:00")
+
+
+def test_replay_summary_mentions_counts(runtime, transport, seeded):
+    _, counts, tickets = _replay_day(runtime, transport, seeded)
+
+    text = replay.summarise(counts, tickets)
+
+    assert f"tickets: {len(tickets)}" in text
+    assert "duplicates absorbed:" in text
+    assert json.dumps(text)  # printable as one block
