@@ -1,0 +1,553 @@
+"""Intake benchmark: the referral API's throughput and latency against the bare /healthz endpoint.
+
+Usage: .venv/bin/python scripts/bench/intake.py [--duration 10] [--concurrency 8] [--workers 2]
+
+1. Creates a throwaway PostgreSQL database (hotline_bench_<random> on 127.0.0.1:5432, user postgres),
+   builds its schema, seeds towns, agencies and staff, and creates one referral-source token.
+2. Starts gunicorn on a free loopback port with that database and no Redis, so jobs run in-process.
+3. For each target (GET /healthz, consultation referrals, agency-service referrals that dispatch):
+   a closed loop of C keep-alive clients for D seconds measures the max rate, then an open loop
+   at half that rate, with arrivals paced on a fixed schedule, measures latency at that load.
+4. Prints a table and checks two targets: the referral rate is at least 25% of the bare rate, and
+   the consultation referral p99 at half its max rate is under 50 ms. It exits 0 whether the
+   targets pass or fail.
+5. Stops gunicorn by its PID and drops the database, also after Ctrl-C, SIGTERM or an error.
+
+The load generator runs in this process and shares the machine's cores with gunicorn and
+PostgreSQL, so on a small machine the figures measure the whole box, not the server alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlmodel import SQLModel
+
+import hotline.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from hotline import migrate, seed
+from hotline.clock import now
+from hotline.store import make_engine, transaction
+from hotline.tokens import create_token
+
+log = logging.getLogger("hotline.bench")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BENCH_SOURCE = "community_worker"
+MIN_RATE_RATIO = 0.25
+MAX_OPEN_LOOP_P99_MS = 50.0
+MAX_REQUESTS_PER_RUN = 500_000
+REQUEST_TIMEOUT_SECONDS = 10
+STARTUP_TIMEOUT_SECONDS = 30
+STOP_TIMEOUT_SECONDS = 10
+WARMUP_SECONDS = 2.0
+
+
+# --- database ----------------------------------------------------------------------------------------
+
+
+def create_database(name: str) -> str:
+    """Create an empty database `name` and return its URL."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    log.info("Bench: created database %s", name)
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+    log.info("Bench: dropped database %s", name)
+
+
+def build_schema(database_url: str) -> None:
+    """Migrate to the newest Alembic revision, or use create_all while migrations/versions is empty."""
+    from alembic.script import ScriptDirectory
+
+    if ScriptDirectory.from_config(migrate.alembic_config()).get_heads():
+        migrate.upgrade(database_url)
+        return
+
+    log.warning("Bench: migrations/versions contains no Alembic revision, so the schema comes from "
+                "SQLModel.metadata.create_all instead of hotline.migrate.upgrade")
+    engine = create_engine(database_url)
+    try:
+        SQLModel.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+def seed_database(database_url: str) -> str:
+    """Insert the towns, agencies and staff; return a new referral-source token's secret."""
+    engine = make_engine(database_url)
+    try:
+        with transaction(engine) as session:
+            seed.seed_towns(session)
+            seed.seed_agencies(session, licence_expires_on=now().date() + timedelta(days=365))
+            seed.seed_users(session, secrets.token_urlsafe(16))
+            session.flush()
+            return create_token(session, "intake benchmark", source=BENCH_SOURCE)
+    finally:
+        engine.dispose()
+
+
+# --- server ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def server_environment(database_url: str, instance_dir: Path) -> dict[str, str]:
+    """The parent's environment without Redis, pointed at the benchmark database."""
+    env = {key: value for key, value in os.environ.items() if key != "HOTLINE_REDIS_URL"}
+    env.update(HOTLINE_DATABASE_URL=database_url, HOTLINE_LOG_LEVEL="WARNING",
+               HOTLINE_INSTANCE_DIR=str(instance_dir))
+    return env
+
+
+def start_server(database_url: str, workers: int, threads: int, work_dir: Path) -> Server:
+    """Start gunicorn in its own session, so Ctrl-C reaches only this script, which then stops it."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("gunicorn")), "hotline.wsgi:app", "--bind", f"{HOST}:{port}",
+               "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"]
+    log_path = work_dir / "gunicorn.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=server_environment(database_url, work_dir),
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    log.info("Bench: started gunicorn pid %s on %s:%s (%s workers, %s threads each)", process.pid, HOST, port,
+             workers, threads)
+    return Server(process, port, log_path)
+
+
+def wait_healthy(server: Server) -> None:
+    """Poll /healthz until it returns 200; raise RuntimeError if gunicorn exits or times out."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {server.process.returncode}; "
+                               f"its log:\n{server.log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            if fetch_status(server.port, "/healthz") == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT_SECONDS} s")
+
+
+def fetch_status(port: int, path: str) -> int:
+    connection = http.client.HTTPConnection(HOST, port, timeout=1)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def stop_server(server: Server) -> None:
+    """Send SIGTERM to the gunicorn master (it stops its workers), then SIGKILL it if it hangs."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("Bench: gunicorn pid %s ignored SIGTERM for %s s; killing it", process.pid,
+                        STOP_TIMEOUT_SECONDS)
+            process.kill()
+            process.wait()
+    log.info("Bench: gunicorn pid %s stopped with code %s", process.pid, process.returncode)
+
+
+# --- request targets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    method: str
+    path: str
+    expected_status: int
+    make_body: Callable[[], bytes | None]
+    headers: dict[str, str]
+
+
+class ReferralBodies:
+    """Referral bodies with a distinct external_id and resident phone per request, safe across threads.
+
+    Distinct phones keep each caller's history empty, as for real referrals; one shared phone would
+    make the open-ticket count in the rules grow with every request of the run.
+    """
+
+    def __init__(self, category: str, needs: list[str], town: str):
+        self.category, self.needs, self.town = category, needs, town
+        self.run_id = uuid.uuid4().hex[:8]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            self._next += 1
+            serial = self._next
+        body = {
+            "external_id": f"BENCH-{self.run_id}-{self.category}-{serial:08d}",
+            "referrer": {"name": "陈伟", "phone": "138-6245-2821", "org": "盈浦街道西部花苑居委会"},
+            "resident": {"name": "高勇", "phone": f"+86 177{serial % 10**8:08d}", "town": self.town,
+                         "committee": "西部花苑居委会", "address": "盈浦街道95弄23号"},
+            "category": self.category,
+            "needs": self.needs,
+            "flags": ["low_income"],
+            "note": "询问骨灰寄存期限和费用。",
+        }
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def build_targets(token: str, with_dispatch: bool) -> list[Target]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Accept-Language": "zh-CN"}
+    targets = [
+        Target("GET /healthz", "GET", "/healthz", 200, lambda: None, {}),
+        Target("POST referral (consultation)", "POST", "/api/v1/referrals", 201,
+               ReferralBodies("consultation", [], "盈浦街道"), headers),
+    ]
+    if with_dispatch:
+        targets.append(Target("POST referral (agency_service)", "POST", "/api/v1/referrals", 201,
+                              ReferralBodies("agency_service", ["body_transport"], "练塘镇"), headers))
+    return targets
+
+
+# --- load generation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """Latencies in seconds of successful requests, the failed-request count and the run's wall time.
+
+    `client_cpu` is the CPU time this process (the load generator) used during the run, in seconds;
+    `machine_busy` is the share of all CPUs' time not idle during the run, from /proc/stat (NaN elsewhere).
+    """
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+    client_cpu: float = 0.0
+    machine_busy: float = float("nan")
+    first_error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def client_cores(self) -> float:
+        """Cores the load generator kept busy on average: 1.0 is one core for the whole run."""
+        return self.client_cpu / self.elapsed if self.elapsed else 0.0
+
+    def percentile_ms(self, fraction: float) -> float:
+        """Nearest-rank percentile in milliseconds; NaN when no request succeeded."""
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    def merge(self, other: Sample) -> None:
+        self.latencies.extend(other.latencies)
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+
+
+class Budget:
+    """A thread-safe counter handing out request numbers 0 .. limit-1."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self._taken >= self.limit:
+                return None
+            self._taken += 1
+            return self._taken - 1
+
+
+def send(connection: http.client.HTTPConnection, target: Target) -> str | None:
+    """Send one request on `connection`; return None on the expected status, else a short error text.
+
+    http.client reopens the connection by itself when the server closed it, which gunicorn's sync
+    worker does after every response.
+    """
+    try:
+        connection.request(target.method, target.path, body=target.make_body(), headers=target.headers)
+        response = connection.getresponse()
+        payload = response.read()
+    except (OSError, http.client.HTTPException) as error:
+        connection.close()
+        return f"{type(error).__name__}: {error}"
+    if response.status != target.expected_status:
+        return f"HTTP {response.status}: {payload[:200].decode('utf-8', 'replace')}"
+    return None
+
+
+def record(sample: Sample, error: str | None, latency: float) -> None:
+    if error is None:
+        sample.latencies.append(latency)
+    else:
+        sample.errors += 1
+        sample.first_error = sample.first_error or error
+
+
+def closed_client(port: int, target: Target, deadline: float, budget: Budget, stop: threading.Event,
+                  sample: Sample) -> None:
+    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_SECONDS)
+    while not stop.is_set() and time.perf_counter() < deadline and budget.take() is not None:
+        started = time.perf_counter()
+        error = send(connection, target)
+        record(sample, error, time.perf_counter() - started)
+    connection.close()
+
+
+def open_client(port: int, target: Target, schedule: Callable[[int], float], cutoff: float, budget: Budget,
+                stop: threading.Event, sample: Sample) -> None:
+    """Send request i at schedule(i); latency counts from that instant, so queueing delay is included."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_SECONDS)
+    while not stop.is_set() and (index := budget.take()) is not None:
+        due = schedule(index)
+        time.sleep(max(0.0, due - time.perf_counter()))
+        if time.perf_counter() > cutoff:
+            break
+        error = send(connection, target)
+        record(sample, error, time.perf_counter() - due)
+    connection.close()
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """Return (busy, total) CPU ticks of the whole machine since boot, or None without /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float:
+    if before is None or after is None or after[1] == before[1]:
+        return float("nan")
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def run_clients(client, arguments: list[tuple], started: float) -> Sample:
+    """Run `client(*arguments[i], sample_i)` on one thread each and merge their samples."""
+    samples = [Sample() for _ in arguments]
+    cpu_before, machine_before = time.process_time(), cpu_times()
+    threads = [threading.Thread(target=client, args=(*args, own), daemon=True)
+               for args, own in zip(arguments, samples, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    total = Sample(elapsed=time.perf_counter() - started, client_cpu=time.process_time() - cpu_before,
+                   machine_busy=busy_fraction(machine_before, cpu_times()))
+    for own in samples:
+        total.merge(own)
+    return total
+
+
+def closed_loop(port: int, target: Target, clients: int, duration: float, stop: threading.Event) -> Sample:
+    """Run `clients` back-to-back request loops for `duration` seconds (or MAX_REQUESTS_PER_RUN requests)."""
+    started = time.perf_counter()
+    budget = Budget(MAX_REQUESTS_PER_RUN)
+    arguments = [(port, target, started + duration, budget, stop)] * clients
+    return run_clients(closed_client, arguments, started)
+
+
+def open_loop(port: int, target: Target, rate: float, clients: int, duration: float,
+              stop: threading.Event) -> Sample:
+    """Send round(rate * duration) requests at evenly spaced instants; stop at twice the duration."""
+    started = time.perf_counter()
+    budget = Budget(max(1, min(MAX_REQUESTS_PER_RUN, round(rate * duration))))
+    cutoff = started + 2 * duration
+
+    def schedule(index: int) -> float:
+        return started + index / rate
+
+    arguments = [(port, target, schedule, cutoff, budget, stop)] * clients
+    return run_clients(open_client, arguments, started)
+
+
+# --- measurement and report --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    target: Target
+    closed: Sample
+    open: Sample
+    open_rate: float
+
+
+def measure(port: int, target: Target, args: argparse.Namespace, stop: threading.Event) -> Result:
+    """Warm the workers up, find the closed-loop max rate, then measure at half of it."""
+    log.info("Bench: %s: warm-up for %.0f s", target.label, WARMUP_SECONDS)
+    closed_loop(port, target, args.concurrency, WARMUP_SECONDS, stop)
+
+    log.info("Bench: %s: closed loop, %s clients for %s s", target.label, args.concurrency, args.duration)
+    closed = closed_loop(port, target, args.concurrency, args.duration, stop)
+    open_rate = closed.rate / 2
+    if open_rate <= 0:
+        raise RuntimeError(f"{target.label}: no request succeeded; first error: {closed.first_error}")
+
+    log.info("Bench: %s: open loop at %.1f requests/s for %s s", target.label, open_rate, args.duration)
+    opened = open_loop(port, target, open_rate, 2 * args.concurrency, args.duration, stop)
+    for sample in (closed, opened):
+        if sample.errors:
+            log.warning("Bench: %s: %s requests failed; first error: %s", target.label, sample.errors,
+                        sample.first_error)
+    return Result(target, closed, opened, open_rate)
+
+
+def format_table(results: list[Result]) -> str:
+    """One row per target: closed loop, then open loop.
+
+    `gen cores` is the load generator's CPU use in cores; `busy` is the whole machine's CPU use in percent.
+    """
+    header = (f"{'target':<32}{'max req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'gen cores':>10}{'busy':>6}  |"
+              f"{'open req/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'gen cores':>10}{'busy':>6}{'errors':>8}")
+    lines = [header, "-" * len(header)]
+    for result in results:
+        lines.append(f"{result.target.label:<32}{format_sample(result.closed, 10)}  |"
+                     f"{format_sample(result.open, 11)}{result.closed.errors + result.open.errors:>8}")
+    return "\n".join(lines)
+
+
+def format_sample(sample: Sample, rate_width: int) -> str:
+    return (f"{sample.rate:>{rate_width}.1f}{sample.percentile_ms(0.5):>8.1f}{sample.percentile_ms(0.99):>8.1f}"
+            f"{sample.client_cores:>10.2f}{sample.machine_busy:>6.0%}")
+
+
+def format_verdicts(bare: Result, referral: Result) -> str:
+    ratio = referral.closed.rate / bare.closed.rate
+    p99 = referral.open.percentile_ms(0.99)
+    rate_verdict = "PASS" if ratio >= MIN_RATE_RATIO else "FAIL"
+    latency_verdict = "PASS" if p99 < MAX_OPEN_LOOP_P99_MS else "FAIL"
+    return "\n".join([
+        f"ratio referral_rate / bare_rate: {ratio:.3f}",
+        f"{rate_verdict}  consultation referral max rate >= {MIN_RATE_RATIO:.0%} of GET /healthz ({ratio:.1%})",
+        f"{latency_verdict}  consultation referral p99 at half its max rate < {MAX_OPEN_LOOP_P99_MS:.0f} ms "
+        f"({p99:.1f} ms at {referral.open_rate:.1f} requests/s)",
+    ])
+
+
+def format_report(results: list[Result], args: argparse.Namespace, load_before: float) -> str:
+    settings = (f"gunicorn {args.workers} workers x {args.threads} threads, {args.concurrency} clients, "
+                f"{args.duration:g} s per run, {os.cpu_count()} CPUs shared by server, PostgreSQL and clients, "
+                f"1-minute load average before the run {load_before:.2f}")
+    open_note = (f"open loop: {2 * args.concurrency} client threads, arrivals evenly spaced at half the max rate, "
+                 "latency counted from each scheduled send instant")
+    return "\n".join([settings, open_note, "", format_table(results), "",
+                      format_verdicts(results[0], results[1]), ""])
+
+
+# --- entry point -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark POST /api/v1/referrals against GET /healthz.")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per closed-loop and open-loop run")
+    parser.add_argument("--concurrency", type=int, default=8, help="closed-loop keep-alive clients")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker; above 1 gunicorn uses the gthread worker")
+    parser.add_argument("--skip-dispatch", action="store_true",
+                        help="skip the agency_service + body_transport referrals, which dispatch in-process")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.concurrency < 1 or args.workers < 1 or args.threads < 1:
+        parser.error("--duration must be above 0; --concurrency, --workers and --threads at least 1")
+    return args
+
+
+def raise_interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace, database_url: str, work_dir: Path, stop: threading.Event) -> list[Result]:
+    """Build and seed the database, start gunicorn and measure; gunicorn is stopped on the way out."""
+    build_schema(database_url)
+    token = seed_database(database_url)
+
+    server = start_server(database_url, args.workers, args.threads, work_dir)
+    try:
+        wait_healthy(server)
+        return [measure(server.port, target, args, stop) for target in build_targets(token, not args.skip_dispatch)]
+    finally:
+        stop.set()
+        stop_server(server)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+    load_before = os.getloadavg()[0]
+    database_name = f"hotline_bench_{uuid.uuid4().hex[:10]}"
+    database_url = create_database(database_name)
+    stop = threading.Event()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hotline-bench-") as work_dir:
+            results = run(args, database_url, Path(work_dir), stop)
+    except KeyboardInterrupt:
+        log.warning("Bench: interrupted; stopping gunicorn and dropping database %s", database_name)
+        return 130
+    finally:
+        stop.set()
+        drop_database(database_name)
+
+    sys.stdout.write(format_report(results, args, load_before))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

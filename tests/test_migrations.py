@@ -1,0 +1,126 @@
+"""The Alembic revisions build exactly the schema the models declare, on SQLite and on PostgreSQL.
+
+These tests start from empty databases of their own, because the shared `database_url` fixture already
+contains a schema made by `create_all`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+from sqlmodel import SQLModel
+
+import hotline.models  # noqa: F401  (registers the tables)
+from hotline import migrate
+
+POSTGRES_ADMIN_URL = os.environ.get("HOTLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path):
+    """A database with no tables at all, on each backend in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+
+    name = f"hotline_migrations_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any connection failure means the server is missing
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true requires every service)", pytrace=False)
+        pytest.skip(message)
+
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def schema_differences(database_url: str) -> list:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, SQLModel.metadata)
+    finally:
+        engine.dispose()
+
+
+def describe(difference) -> str:
+    """Render one compare_metadata entry as a line such as "add_table ticket" or "modify_type ticket.note: ..."."""
+    if isinstance(difference, list):
+        return "; ".join(describe(item) for item in difference)
+
+    operation, *details = difference
+    if operation.startswith("modify_"):
+        _schema, table, column, _existing, old, new = details
+        return f"{operation} {table}.{column}: {old!r} -> {new!r}"
+
+    target = details[-1]
+    table = getattr(target, "table", None)
+    prefix = f"{table.name}." if table is not None else ""
+    return f"{operation} {prefix}{getattr(target, 'name', target)}"
+
+
+def assert_schema_matches_models(database_url: str) -> None:
+    differences = [describe(difference) for difference in schema_differences(database_url)]
+    assert not differences, (
+        "the schema built by the migrations differs from the models; add a revision with "
+        "`make migration MESSAGE=...`:\n" + "\n".join(differences)
+    )
+
+
+def table_names(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_revisions_have_one_head():
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+
+    assert heads, "migrations/versions has no revision: generate one with `make migration MESSAGE=...`"
+    assert len(heads) == 1, f"revisions branch into heads {heads}: add a merge revision with `alembic merge heads`"
+
+
+def test_upgrade_matches_models(empty_database_url):
+    migrate.upgrade(empty_database_url)
+
+    assert_schema_matches_models(empty_database_url)
+
+
+def test_upgrade_twice_changes_nothing(empty_database_url):
+    migrate.upgrade(empty_database_url)
+    tables_after_first = table_names(empty_database_url)
+
+    migrate.upgrade(empty_database_url)
+
+    assert table_names(empty_database_url) == tables_after_first
+    assert_schema_matches_models(empty_database_url)
+
+
+def test_downgrade_to_base_then_upgrade(empty_database_url):
+    migrate.upgrade(empty_database_url)
+
+    migrate.downgrade(empty_database_url, "base")
+
+    assert table_names(empty_database_url) <= {"alembic_version"}
+
+    migrate.upgrade(empty_database_url)
+
+    assert_schema_matches_models(empty_database_url)
