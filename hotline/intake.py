@@ -263,7 +263,7 @@ def _apply_menu_choice(session: Session, runtime, ticket: Ticket, digit: str, ca
 
 
 def record_call_status(session: Session, runtime, form: Mapping[str, str], now: datetime) -> IntakeResult:
-    """Record how the call ended; a call that ended before a menu choice asks for a call-back."""
+    """Record how the call ended; a call that ended before a menu choice tags its ticket for a call-back."""
     result = open_call(session, runtime, form, now)
     call = session.exec(select(Call).where(Call.call_sid == _call_sid(form))).one()
     status = (form.get("CallStatus") or "").strip()

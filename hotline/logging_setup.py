@@ -11,3 +11,5 @@ def configure_logging(level: str | None = None) -> None:
         level=(level or os.environ.get("HOTLINE_LOG_LEVEL") or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs every run of every sweep at INFO; the sweeps log what they did themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hotline.queue")
 
-# Which RQ queue each job goes to; dispatch is kept apart so SMS floods never delay an offer.
+# RQ queue of each job. Dispatch has its own queue so a flood of SMS never delays an offer.
 JOB_QUEUES = {
     "dispatch_ticket": "dispatch",
     "expire_offer": "dispatch",

@@ -92,7 +92,7 @@ def _count(record, status: int, body, counts: ReplayCounts, seen_webhooks: set) 
 
 
 def collect_tickets(transport: Transport, staff_token: str) -> list[dict[str, Any]]:
-    """Every ticket in queue order, with details, read back through the staff API."""
+    """Read every ticket back through the staff API, in queue order and with details."""
     headers = {"Authorization": f"Bearer {staff_token}"}
     summaries: list[dict[str, Any]] = []
     path: str | None = "/api/v1/tickets?limit=500"
@@ -112,8 +112,29 @@ def collect_tickets(transport: Transport, staff_token: str) -> list[dict[str, An
     return details
 
 
+def accept_pending_offers(transport: Transport, base_url: str, auth_token: str, staff_token: str,
+                          tickets: list[dict[str, Any]], hotline_number: str = "+862159200496") -> int:
+    """Accept every pending offer as its agency would, by SMS reply "<code> 接"; return how many were sent."""
+    status, body = transport.get("/api/v1/agencies", headers={"Authorization": f"Bearer {staff_token}"})
+    if status != 200:
+        raise RuntimeError(f"GET /api/v1/agencies failed with HTTP {status}: {body}")
+    phones = {agency["id"]: agency["contact_phone"] for agency in body["items"]}
+
+    accepted = 0
+    for ticket in tickets:
+        for offer in ticket["offers"]:
+            if offer["state"] != "pending":
+                continue
+            form = {"From": phones[offer["agency_id"]], "To": hotline_number, "Body": f"{offer['code']} 接",
+                    "MessageSid": f"SMreplay{offer['code']}"}
+            signature = compute_signature(auth_token, base_url + "/twilio/sms", form)
+            status, _ = transport.post("/twilio/sms", form=form, headers={"X-Twilio-Signature": signature})
+            accepted += status == 200
+    return accepted
+
+
 def summarise(counts: ReplayCounts, tickets: list[dict[str, Any]]) -> str:
-    """The printed summary: tickets by category, source and priority, duplicates, offers and breaches."""
+    """Format the summary: tickets by category, source and priority, duplicates, offers and breaches."""
     offers = [offer for ticket in tickets for offer in ticket["offers"]]
     breaches = [clock for ticket in tickets for clock in ticket["sla"] if clock.get("breached_at")]
     lines = [
@@ -126,7 +147,8 @@ def summarise(counts: ReplayCounts, tickets: list[dict[str, Any]]) -> str:
         f"{counts.webhook_retries} Twilio webhooks retried",
         f"offers: {len(offers)} sent, {sum(offer['state'] == 'accepted' for offer in offers)} accepted, "
         f"{sum(offer['state'] == 'pending' for offer in offers)} pending, "
-        f"{sum(offer['state'] in ('declined', 'timed_out') for offer in offers)} declined or timed out",
+        f"{sum(offer['state'] in ('declined', 'timed_out') for offer in offers)} declined or timed out; "
+        f"{sum('dispatch_escalated' in ticket['tags'] for ticket in tickets)} tickets escalated to the supervisor",
         f"SLA breaches: {len(breaches)}",
         f"errors: {len(counts.errors)}",
     ]

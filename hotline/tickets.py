@@ -20,7 +20,7 @@ from hotline.vocabulary import OPEN_STATUSES, STATUSES, TRANSITIONS
 
 log = logging.getLogger("hotline.tickets")
 
-# Status changes that must say why, because a supervisor will ask.
+# Status changes that need a reason, because a supervisor will ask for one.
 REASON_REQUIRED = {"waiting", "cancelled"}
 REOPEN = ("resolved", "in_progress")
 
@@ -125,7 +125,7 @@ def caller_history(session: Session, ticket: Ticket, now: datetime) -> dict[str,
 
 
 def find_open_ticket_of_caller(session: Session, phone: str) -> Ticket | None:
-    """The caller's most recent open ticket, which a new call joins instead of opening another."""
+    """Find the caller's most recent open ticket, which a new call joins instead of opening another."""
     return session.exec(
         select(Ticket)
         .where(Ticket.caller_phone == phone)
@@ -188,7 +188,7 @@ def _stop_clocks(session: Session, ticket: Ticket) -> None:
 
 
 def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, now: datetime) -> bool:
-    """Assign an unassigned ticket to `user_id`; return False when someone else holds it already.
+    """Assign an unassigned ticket to `user_id`; return False when it is assigned already.
 
     The conditional UPDATE is the lock: of two operators claiming at once, exactly one sees a row count
     of 1, on SQLite and PostgreSQL alike.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 
 import time_machine
@@ -12,15 +12,17 @@ from sqlmodel import select
 
 from hotline import replay
 from hotline.clock import now
-from hotline.dispatch.offers import expire_offers
-from hotline.models import Agency
+from hotline.models import Agency, Offer
 from hotline.sla.sweep import sweep_breaches
+from hotline.telephony.signatures import compute_signature
+from workers import jobs
 
 BASE_URL = "https://hotline.example.test"
 DAY_FILE = SAMPLES / "day-2026-12-07.jsonl"
 
 
-def _replay_day(runtime, transport, seeded):
+def _replay_day(runtime, transport, seeded, after_each=None):
+    """Replay the day, running the scheduler's sweeps, and `after_each` if given, at every request's instant."""
     records = replay.read_lines(DAY_FILE.read_text(encoding="utf-8").splitlines())
     traveller = {"machine": None}
 
@@ -30,8 +32,10 @@ def _replay_day(runtime, transport, seeded):
         traveller["machine"] = time_machine.travel(instant, tick=False)
         traveller["machine"].start()
         # What the scheduler would have done by this instant.
-        expire_offers(runtime, now())
+        jobs.sweep_offers()
         sweep_breaches(runtime, now())
+        if after_each is not None:
+            after_each()
 
     try:
         counts = replay.send_all(records, transport, BASE_URL, runtime.settings.twilio_auth_token, seeded,
@@ -110,3 +114,47 @@ def test_replay_summary_mentions_counts(runtime, transport, seeded):
     assert f"tickets: {len(tickets)}" in text
     assert "duplicates absorbed:" in text
     assert json.dumps(text)  # printable as one block
+
+
+def test_replay_with_agencies_answering(runtime, transport, seeded):
+    answered = []
+
+    def answer_pending_offers():
+        with runtime.transaction() as session:
+            pending = session.exec(select(Offer, Agency).join(Agency, Agency.id == Offer.agency_id)
+                                   .where(Offer.state == "pending")).all()
+        for offer, agency in pending:
+            form = {"From": agency.contact_phone, "To": "+862159200496", "Body": f"{offer.code} 接",
+                    "MessageSid": f"SM{offer.code}"}
+            signature = compute_signature(runtime.settings.twilio_auth_token, BASE_URL + "/twilio/sms", form)
+            status, _ = transport.post("/twilio/sms", form=form, headers={"X-Twilio-Signature": signature})
+            answered.append(status)
+
+    _, _, tickets = _replay_day(runtime, transport, seeded, after_each=answer_pending_offers)
+
+    accepted = [offer for ticket in tickets for offer in ticket["offers"] if offer["state"] == "accepted"]
+    agency_tickets = [ticket for ticket in tickets if ticket["category"] == "agency_service"]
+    assert answered and set(answered) == {200}
+    assert len(accepted) == len(answered)
+    unplaced = [ticket["number"] for ticket in agency_tickets
+                if ticket["status"] != "dispatched" and "dispatch_escalated" not in ticket["tags"]]
+    assert unplaced == []
+    with runtime.transaction() as session:
+        capacity = {agency.id: agency.capacity for agency in session.exec(select(Agency)).all()}
+    jobs_per_agency = Counter(offer["agency_id"] for offer in accepted)
+    assert all(count <= capacity[agency_id] for agency_id, count in jobs_per_agency.items())
+
+
+def test_accept_pending_offers_by_sms(runtime, transport, seeded):
+    body = {"external_id": "A-1", "category": "agency_service", "needs": ["body_transport"],
+            "resident": {"phone": "13812345678", "town": "白鹤镇"}}
+    transport.post("/api/v1/referrals", json_body=body, headers={"Authorization": f"Bearer {seeded['shequyun']}"})
+    tickets = replay.collect_tickets(transport, seeded["operator"])
+
+    accepted = replay.accept_pending_offers(transport, BASE_URL, runtime.settings.twilio_auth_token,
+                                            seeded["operator"], tickets)
+
+    [ticket] = replay.collect_tickets(transport, seeded["operator"])
+    assert accepted == 1
+    assert ticket["status"] == "dispatched"
+    assert ticket["offers"][0]["state"] == "accepted"

@@ -31,7 +31,12 @@ def sweep_sla() -> int:
 
 
 def sweep_offers() -> int:
-    return offers.expire_offers(current(), now())
+    """Time out overdue offers, then dispatch again every agency-service ticket left without one."""
+    runtime = current()
+    expired = offers.expire_offers(runtime, now())
+    for ticket_id in offers.stalled_ticket_ids(runtime):
+        runtime.queue.enqueue("dispatch_ticket", ticket_id)
+    return expired
 
 
 def sweep_outbox() -> int:

@@ -14,7 +14,7 @@ from hotline.vocabulary import CATEGORIES, STATUSES, label
 
 
 def ticket_summary(ticket: Ticket, towns: dict[str, str], may_see_phones: bool, language: str) -> dict[str, Any]:
-    """The fields a queue row needs."""
+    """Build the fields a queue row needs."""
     reasons = ticket.priority_reasons or []
     text_key = "text_en" if language == "en" else "text_zh"
     return {
@@ -46,7 +46,7 @@ def ticket_summary(ticket: Ticket, towns: dict[str, str], may_see_phones: bool, 
 
 
 def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, language: str) -> dict[str, Any]:
-    """A ticket with its calls, SLA clocks, offers, events and rule trace."""
+    """Build a ticket with its calls, SLA clocks, offers, events and rule trace."""
     view = ticket_summary(ticket, town_names(session), may_see_phones, language)
     view.update({
         "caller_name": ticket.caller_name if may_see_phones else None,
@@ -59,7 +59,7 @@ def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, langua
                                        .order_by(Call.started_at)).all()),
         "sla": [clock_view(clock) for clock in
                 session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)).all()],
-        "offers": offer_views(session, ticket.id),
+        "offers": offer_views(session, ticket.id, staff=may_see_phones),
         "events": [event_view(event) for event in
                    session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
                                 .order_by(TicketEvent.at, TicketEvent.id)).all()],
@@ -67,7 +67,8 @@ def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, langua
     return view
 
 
-def offer_views(session: Session, ticket_id: int) -> list[dict[str, Any]]:
+def offer_views(session: Session, ticket_id: int, staff: bool) -> list[dict[str, Any]]:
+    """Offers of a ticket; the reply code is shown to staff only, who may pass it to an agency by phone."""
     rows = session.exec(
         select(Offer, Agency).join(Agency, Agency.id == Offer.agency_id)
         .where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)
@@ -83,6 +84,7 @@ def offer_views(session: Session, ticket_id: int) -> list[dict[str, Any]]:
             "accept_by": isoformat(offer.accept_by),
             "responded_at": isoformat(offer.responded_at),
             "response_reason": offer.response_reason,
+            **({"code": offer.code} if staff else {}),
         }
         for offer, agency in rows
     ]
@@ -109,6 +111,7 @@ def agency_view(agency: Agency) -> dict[str, Any]:
         "towns": agency.towns or [],
         "services": agency.services or [],
         "capacity": agency.capacity,
+        "contact_phone": agency.contact_phone,
         "credit_code": agency.credit_code,
         "filing_number": agency.filing_number,
         "licence_expires_on": agency.licence_expires_on.isoformat() if agency.licence_expires_on else None,

@@ -47,8 +47,10 @@ def _body(response: requests.Response) -> Any:
 @click.option("--token", "tokens", multiple=True, metavar="NAME=TOKEN",
               help="API token for a source (elderly_advisor, ...) or 'operator'; overrides the credentials file.")
 @click.option("--twilio-auth-token", help="Auth token that signs the Twilio webhooks.")
+@click.option("--accept-offers", is_flag=True,
+              help="After the replay, answer every pending offer as its agency would, by SMS reply.")
 def replay(file: Path, base_url: str, credentials: Path | None, tokens: tuple[str, ...],
-           twilio_auth_token: str | None) -> None:
+           twilio_auth_token: str | None, accept_offers: bool) -> None:
     base_url = base_url.rstrip("/")
     settings = load_settings()
     saved = _read_credentials(credentials or settings.instance_dir / CREDENTIALS_FILE, explicit=credentials)
@@ -69,6 +71,10 @@ def replay(file: Path, base_url: str, credentials: Path | None, tokens: tuple[st
     try:
         counts = replay_module.send_all(records, transport, base_url, auth_token, token_map)
         tickets = replay_module.collect_tickets(transport, token_map["operator"])
+        if accept_offers:
+            replay_module.accept_pending_offers(transport, base_url, auth_token, token_map["operator"], tickets,
+                                                settings.hotline_number)
+            tickets = replay_module.collect_tickets(transport, token_map["operator"])
     except requests.ConnectionError as error:
         raise click.ClickException(f"cannot reach {base_url}: {error}; is `hotline demo` running?") from None
     click.echo(replay_module.summarise(counts, tickets))

@@ -216,6 +216,21 @@ def _expire_one(runtime, offer_id: int, now: datetime) -> int:
         return 1
 
 
+def stalled_ticket_ids(runtime, limit: int = 200) -> list[int]:
+    """Agency-service tickets waiting for dispatch with no live offer: escalated ones, or a lost job.
+
+    The offers sweep dispatches them again, so a ticket escalated for lack of capacity goes out as soon
+    as an agency is free; the escalation notice is keyed by attempt, so the supervisor is not paged again.
+    """
+    live = select(Offer.ticket_id).where(Offer.state.in_(("pending", "accepted")))
+    with runtime.transaction() as session:
+        return list(session.exec(
+            select(Ticket.id).where(Ticket.category == "agency_service")
+            .where(Ticket.status.in_(DISPATCHABLE_STATUSES)).where(Ticket.id.not_in(live))
+            .order_by(Ticket.priority, Ticket.queue_rank, Ticket.due_at).limit(limit)
+        ).all())
+
+
 def answer_sms(runtime, from_phone: str | None, body: str, now: datetime) -> str:
     """Handle an agency's SMS reply "<code> 接" or "<code> 拒 [reason]"; return the reply text."""
     words = (body or "").strip().replace("，", " ").replace(",", " ").split()

@@ -1,4 +1,4 @@
-"""Which agencies may take a ticket, and in what order."""
+"""Agency eligibility for a ticket, and the order of fair rotation."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ Usage: .venv/bin/python scripts/bench/intake.py [--duration 10] [--concurrency 8
 1. Creates a throwaway PostgreSQL database (hotline_bench_<random> on 127.0.0.1:5432, user postgres),
    builds its schema, seeds towns, agencies and staff, and creates one referral-source token.
 2. Starts gunicorn on a free loopback port with that database and no Redis, so jobs run in-process.
-3. For each target (GET /healthz, consultation referrals, agency-service referrals that dispatch):
-   a closed loop of C keep-alive clients for D seconds measures the max rate, then an open loop
-   at half that rate, with arrivals paced on a fixed schedule, measures latency at that load.
+3. Measures three targets: GET /healthz, consultation referrals, and agency-service referrals that
+   dispatch. For each, a closed loop of C keep-alive clients for D seconds measures the max rate.
+   Then an open loop sends requests on a fixed schedule at half that rate and measures latency.
 4. Prints a table and checks two targets: the referral rate is at least 25% of the bare rate, and
    the consultation referral p99 at half its max rate is under 50 ms. It exits 0 whether the
    targets pass or fail.
@@ -105,7 +105,7 @@ def build_schema(database_url: str) -> None:
 
 
 def seed_database(database_url: str) -> str:
-    """Insert the towns, agencies and staff; return a new referral-source token's secret."""
+    """Insert the towns, agencies and staff, then return the secret of a new referral-source token."""
     engine = make_engine(database_url)
     try:
         with transaction(engine) as session:
@@ -135,7 +135,7 @@ def free_port() -> int:
 
 
 def server_environment(database_url: str, instance_dir: Path) -> dict[str, str]:
-    """The parent's environment without Redis, pointed at the benchmark database."""
+    """Copy this process's environment without Redis and point it at the benchmark database."""
     env = {key: value for key, value in os.environ.items() if key != "HOTLINE_REDIS_URL"}
     env.update(HOTLINE_DATABASE_URL=database_url, HOTLINE_LOG_LEVEL="WARNING",
                HOTLINE_INSTANCE_DIR=str(instance_dir))
@@ -157,7 +157,7 @@ def start_server(database_url: str, workers: int, threads: int, work_dir: Path) 
 
 
 def wait_healthy(server: Server) -> None:
-    """Poll /healthz until it returns 200; raise RuntimeError if gunicorn exits or times out."""
+    """Poll /healthz until it returns 200, or raise RuntimeError if gunicorn exits or times out."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -169,7 +169,8 @@ def wait_healthy(server: Server) -> None:
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer /healthz within {STARTUP_TIMEOUT_SECONDS} s")
+    raise RuntimeError(f"gunicorn timed out: /healthz returned no 200 within {STARTUP_TIMEOUT_SECONDS} s; "
+                       f"see its log:\n{server.log_path.read_text(errors='replace')[-2000:]}")
 
 
 def fetch_status(port: int, path: str) -> int:
@@ -212,8 +213,8 @@ class Target:
 class ReferralBodies:
     """Referral bodies with a distinct external_id and resident phone per request, safe across threads.
 
-    Distinct phones keep each caller's history empty, as for real referrals; one shared phone would
-    make the open-ticket count in the rules grow with every request of the run.
+    Distinct phones keep each caller's history empty, as for real referrals. With one shared phone,
+    the open-ticket count that the rules read would grow with every request of the run.
     """
 
     def __init__(self, category: str, needs: list[str], town: str):
@@ -281,7 +282,7 @@ class Sample:
         return self.client_cpu / self.elapsed if self.elapsed else 0.0
 
     def percentile_ms(self, fraction: float) -> float:
-        """Nearest-rank percentile in milliseconds; NaN when no request succeeded."""
+        """Return the nearest-rank percentile in milliseconds, or NaN when no request succeeded."""
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
@@ -298,19 +299,19 @@ class Budget:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._taken = 0
+        self._issued = 0
         self._lock = threading.Lock()
 
     def take(self) -> int | None:
         with self._lock:
-            if self._taken >= self.limit:
+            if self._issued >= self.limit:
                 return None
-            self._taken += 1
-            return self._taken - 1
+            self._issued += 1
+            return self._issued - 1
 
 
 def send(connection: http.client.HTTPConnection, target: Target) -> str | None:
-    """Send one request on `connection`; return None on the expected status, else a short error text.
+    """Send one request on `connection` and return None on the expected status, else a short error text.
 
     http.client reopens the connection by itself when the server closed it, which gunicorn's sync
     worker does after every response.
@@ -347,7 +348,7 @@ def closed_client(port: int, target: Target, deadline: float, budget: Budget, st
 
 def open_client(port: int, target: Target, schedule: Callable[[int], float], cutoff: float, budget: Budget,
                 stop: threading.Event, sample: Sample) -> None:
-    """Send request i at schedule(i); latency counts from that instant, so queueing delay is included."""
+    """Send request i at schedule(i) and count its latency from that instant, so queueing delay is included."""
     connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_SECONDS)
     while not stop.is_set() and (index := budget.take()) is not None:
         due = schedule(index)
@@ -448,9 +449,9 @@ def measure(port: int, target: Target, args: argparse.Namespace, stop: threading
 
 
 def format_table(results: list[Result]) -> str:
-    """One row per target: closed loop, then open loop.
+    """Format one row per target, closed loop first, then open loop.
 
-    `gen cores` is the load generator's CPU use in cores; `busy` is the whole machine's CPU use in percent.
+    `gen cores` is the load generator's CPU use in cores, and `busy` is the whole machine's CPU use.
     """
     header = (f"{'target':<32}{'max req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'gen cores':>10}{'busy':>6}  |"
               f"{'open req/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'gen cores':>10}{'busy':>6}{'errors':>8}")
@@ -512,7 +513,7 @@ def raise_interrupt(signum, _frame) -> None:
 
 
 def run(args: argparse.Namespace, database_url: str, work_dir: Path, stop: threading.Event) -> list[Result]:
-    """Build and seed the database, start gunicorn and measure; gunicorn is stopped on the way out."""
+    """Build and seed the database, start gunicorn and measure. Gunicorn is stopped on the way out."""
     build_schema(database_url)
     token = seed_database(database_url)
 
@@ -529,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    # A shell starts background jobs with SIGINT ignored; restore Python's handler so cleanup still runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_interrupt)
 
     load_before = os.getloadavg()[0]
@@ -539,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="hotline-bench-") as work_dir:
             results = run(args, database_url, Path(work_dir), stop)
     except KeyboardInterrupt:
-        log.warning("Bench: interrupted; stopping gunicorn and dropping database %s", database_name)
+        log.warning("Bench: interrupted; dropping database %s", database_name)
         return 130
     finally:
         stop.set()
