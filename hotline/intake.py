@@ -20,7 +20,7 @@ from hotline.events import record_event
 from hotline.models import Call, Referral, Ticket, Town
 from hotline.outbox import schedule_job
 from hotline.telephony.twiml import MENU_CATEGORIES
-from hotline.tickets import apply_rules, create_ticket, find_open_ticket_of_caller
+from hotline.tickets import apply_rules, assign_numbers, create_ticket, find_open_ticket_of_caller
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 from hotline.vocabulary import FLAGS, NEEDS, REFERRAL_CATEGORIES
 
@@ -74,6 +74,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         payload=body, received_at=now,
     ))
     session.flush()
+    assign_numbers(session, runtime.settings.timezone)
     return IntakeResult(ticket, created=True)
 
 
@@ -224,6 +225,7 @@ def open_call(session: Session, runtime, form: Mapping[str, str], now: datetime)
     if not created:
         record_event(session, ticket, "call_attached", actor="twilio", to_value=call_sid, at=now,
                      reason="同一来电号码已有未办结工单")
+    assign_numbers(session, runtime.settings.timezone)
     log.info("Intake: call %s on ticket %s (new ticket: %s)", call_sid, ticket.number, created)
     return IntakeResult(ticket, created=created)
 

@@ -42,6 +42,7 @@ class Runtime:
         with Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
+                self._before_commit(session)
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -49,6 +50,11 @@ class Runtime:
             jobs = session.info.pop("jobs_after_commit", [])
         for name, args in jobs:
             self.queue.enqueue(name, *args)
+
+    def _before_commit(self, session: Session) -> None:
+        from hotline.tickets import assign_numbers
+
+        assign_numbers(session, self.settings.timezone)
 
     def component(self, name: str) -> Any:
         return self.components[name]

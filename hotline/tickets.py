@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ log = logging.getLogger("hotline.tickets")
 # Status changes that need a reason, because a supervisor will ask for one.
 REASON_REQUIRED = {"waiting", "cancelled"}
 REOPEN = ("resolved", "in_progress")
+UNNUMBERED = "tickets_without_number"
+PLACEHOLDER_PREFIX = "QP-NEW-"
 
 
 class TransitionError(ValueError):
@@ -37,7 +40,11 @@ class TransitionError(ValueError):
 
 
 def next_number(session: Session, now: datetime, tz) -> str:
-    """Hand out the next QP-YYYYMMDD-NNNN number of the local day with one atomic upsert."""
+    """Hand out the next QP-YYYYMMDD-NNNN number of the local day with one atomic upsert.
+
+    The upsert locks the day's counter row until the transaction ends, so callers take the number as
+    late as they can (see `assign_numbers`): every other new ticket of the day waits on that lock.
+    """
     day = now.astimezone(tz).strftime("%Y%m%d")
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
@@ -50,25 +57,46 @@ def next_number(session: Session, now: datetime, tz) -> str:
     return f"QP-{day}-{last:04d}"
 
 
+def assign_numbers(session: Session, tz) -> None:
+    """Give every ticket created in this transaction its real number; a no-op when there are none.
+
+    Intake calls it as its last write, and `Runtime.transaction` calls it before commit for any ticket
+    still waiting, so the counter row is locked only for the end of the transaction.
+    """
+    pending = session.info.pop(UNNUMBERED, [])
+    for ticket in pending:
+        ticket.number = next_number(session, ticket.created_at, tz)
+        session.add(ticket)
+        log.info("Tickets: created %s (%s, %s, P%s)", ticket.number, ticket.source, ticket.category,
+                 ticket.priority)
+    if pending:
+        session.flush()
+
+
 def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> Ticket:
-    """Insert a ticket, record its creation, apply the rules and start its SLA clocks."""
-    ticket = Ticket(number=next_number(session, now, runtime.settings.timezone), created_at=now, updated_at=now,
-                    **fields)
+    """Insert a ticket, record its creation, apply the rules and start its SLA clocks.
+
+    The ticket carries a unique placeholder number until `assign_numbers` runs.
+    """
+    ticket = Ticket(number=PLACEHOLDER_PREFIX + uuid.uuid4().hex[:12], created_at=now, updated_at=now, **fields)
     session.add(ticket)
     session.flush()
+    session.info.setdefault(UNNUMBERED, []).append(ticket)
     record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
                  data={"channel": ticket.channel, "source": ticket.source})
 
-    apply_rules(session, runtime, ticket, now, actor="rules", reason="受理时评估规则")
+    apply_rules(session, runtime, ticket, now, actor="rules", reason="受理时评估规则", new=True)
     if ticket.category == "agency_service":
         schedule_job(session, "dispatch_ticket", ticket.id)
-    log.info("Tickets: created %s (%s, %s, P%s) by %s", ticket.number, ticket.source, ticket.category,
-             ticket.priority, actor)
     return ticket
 
 
-def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str) -> None:
-    """Evaluate the priority rules and SLA policy again, recording every change as an event."""
+def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str,
+                new: bool = False) -> None:
+    """Evaluate the priority rules and SLA policy, recording every change as an event.
+
+    A `new` ticket gets its SLA clocks started; otherwise its running clocks are recomputed.
+    """
     facts = facts_for(session, runtime, ticket, now)
     decision = runtime.component("rules").evaluate_priority(facts)
 
@@ -87,12 +115,10 @@ def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor:
     facts["priority"] = float(ticket.priority)
     policies = runtime.component("sla_policies")
     calendars = runtime.component("calendars")
-    has_clocks = session.exec(select(SlaClock.id).where(SlaClock.ticket_id == ticket.id)).first() is not None
-    if has_clocks:
-        sla_clocks.recompute_clocks(session, ticket, facts, policies, calendars, now, actor=actor, reason=reason)
-    else:
+    if new:
         sla_clocks.start_clocks(session, ticket, facts, policies, calendars, now)
-    sla_clocks.refresh_ticket_due(session, ticket)
+    else:
+        sla_clocks.recompute_clocks(session, ticket, facts, policies, calendars, now, actor=actor, reason=reason)
 
 
 def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[str, Any]:
