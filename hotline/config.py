@@ -17,6 +17,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_RULES_DIR = PROJECT_ROOT / "routing_rules"
 SMS_BACKENDS = ("console", "twilio")
+# Signs offer links only on a machine nobody else can reach; `hotline demo` replaces it with a random key.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key"
 LANGUAGES = ("zh_Hans_CN", "en")
 
 
@@ -144,10 +146,15 @@ def _read_timezone(env: Mapping[str, str], name: str, default: str) -> ZoneInfo:
 
 
 def _read_secret_key(env: Mapping[str, str]) -> str:
+    """Read the key that signs offer links; a service reachable from outside must set its own."""
     raw = _read_str(env, "HOTLINE_SECRET_KEY")
     if raw is None:
-        # NOTE: the development key signs offer links and sessions; production must set its own.
-        return "dev-only-secret-key-change-me"
+        if _read_str(env, "HOTLINE_PUBLIC_BASE_URL") or _read_str(env, "HOTLINE_SMS_BACKEND") == "twilio":
+            raise ConfigError(
+                "HOTLINE_SECRET_KEY is missing: a service with a public URL or real SMS must set a random key of "
+                "at least 16 characters, for example from `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return DEVELOPMENT_SECRET_KEY
     if len(raw) < 16:
         raise ConfigError("HOTLINE_SECRET_KEY is too short: expected at least 16 characters")
     return raw

@@ -105,7 +105,7 @@ def _referrer(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise wrong_type("referrer", "an object")
+        raise wrong_type("referrer", "object")
     _reject_unknown_fields(value, REFERRER_FIELDS, "referrer.")
     phone = _string(value, "phone", max_length=40, prefix="referrer.")
     return {
@@ -119,7 +119,7 @@ def _resident(session: Session, value: Any) -> dict[str, Any]:
     if value is None:
         raise required("resident")
     if not isinstance(value, dict):
-        raise wrong_type("resident", "an object")
+        raise wrong_type("resident", "object")
     _reject_unknown_fields(value, RESIDENT_FIELDS, "resident.")
 
     phone = _phone(_string(value, "phone", required_=True, max_length=40, prefix="resident."), "resident.phone")
@@ -138,16 +138,16 @@ def _deceased(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise wrong_type("deceased", "an object")
+        raise wrong_type("deceased", "object")
     _reject_unknown_fields(value, DECEASED_FIELDS, "deceased.")
     died_at = _string(value, "died_at", max_length=40, prefix="deceased.")
     if died_at is not None:
         try:
             parsed = datetime.fromisoformat(died_at)
         except ValueError:
-            raise wrong_type("deceased.died_at", "an ISO 8601 instant with offset") from None
+            raise wrong_type("deceased.died_at", "instant") from None
         if parsed.tzinfo is None:
-            raise wrong_type("deceased.died_at", "an ISO 8601 instant with offset")
+            raise wrong_type("deceased.died_at", "instant")
     return {"died_at": died_at, "place": _string(value, "place", max_length=32, prefix="deceased.")}
 
 
@@ -163,7 +163,8 @@ def _phone(text: str, field: str) -> phones.PhoneNumber:
     try:
         return phones.normalise(text)
     except phones.InvalidPhoneNumber:
-        raise InputError("invalid_phone", N_("Phone number %(value)s is not a valid number."), field=field,
+        raise InputError("invalid_phone", N_("Phone number %(value)s is not a valid number; write a mobile number such as 13812345678 "
+                            "or a landline with its area code such as 021-59200496."), field=field,
                          value=text) from None
 
 
@@ -174,7 +175,7 @@ def _string(body: Mapping, field: str, required_: bool = False, max_length: int 
             raise required(prefix + field)
         return None
     if not isinstance(value, str):
-        raise wrong_type(prefix + field, "a string")
+        raise wrong_type(prefix + field, "string")
     value = value.strip()
     if len(value) > max_length:
         raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."),
@@ -183,9 +184,11 @@ def _string(body: Mapping, field: str, required_: bool = False, max_length: int 
 
 
 def _codes(body: Mapping, field: str, accepted: Mapping[str, Any]) -> list[str]:
-    value = body.get(field) or []
+    value = body.get(field)
+    if value is None:
+        return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise wrong_type(field, "a list of strings")
+        raise wrong_type(field, "list_of_strings")
     for item in value:
         if item not in accepted:
             raise unknown_value(field, item, list(accepted))

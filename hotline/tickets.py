@@ -12,18 +12,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from hotline.events import record_event
-from hotline.models import Call, SlaClock, Ticket, TicketCounter, Town
+from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, Town
 from hotline.outbox import schedule_job
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
 from hotline.validation import N_
-from hotline.vocabulary import OPEN_STATUSES, STATUSES, TRANSITIONS
+from hotline.vocabulary import FINAL_STATUSES, OPEN_STATUSES, STATUSES, TRANSITIONS
 
 log = logging.getLogger("hotline.tickets")
 
 # Status changes that need a reason, because a supervisor will ask for one.
 REASON_REQUIRED = {"waiting", "cancelled"}
 REOPEN = ("resolved", "in_progress")
+# The hotline has responded once a person has taken the ticket up; automatic dispatch does not count.
+FIRST_RESPONSE_STATUSES = ("in_progress", "waiting", "resolved")
 UNNUMBERED = "tickets_without_number"
 PLACEHOLDER_PREFIX = "QP-NEW-"
 
@@ -189,13 +191,15 @@ def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor:
         sla_clocks.resume_clocks(session, ticket, calendars, now, actor=actor)
     if to_status == "waiting":
         sla_clocks.pause_clocks(session, ticket, now, actor=actor)
-    if to_status in ("in_progress", "dispatching", "dispatched", "resolved"):
+    if to_status in FIRST_RESPONSE_STATUSES:
         sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor)
     if to_status == "resolved":
         sla_clocks.mark_met(session, ticket, ["resolution"], now, actor=actor)
         ticket.resolved_at = now
     if to_status == "cancelled":
         _stop_clocks(session, ticket)
+    if to_status in FINAL_STATUSES:
+        _withdraw_pending_offers(session, ticket, actor, now)
 
     ticket.status = to_status
     ticket.updated_at = now
@@ -213,8 +217,20 @@ def _stop_clocks(session: Session, ticket: Ticket) -> None:
             session.add(clock)
 
 
+def _withdraw_pending_offers(session: Session, ticket: Ticket, actor: str, now: datetime) -> None:
+    """Cancel the ticket's pending offers, so an agency can no longer accept a finished ticket."""
+    offers = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).where(Offer.state == "pending")).all()
+    for offer in offers:
+        offer.state = "cancelled"
+        offer.responded_at = now
+        offer.response_reason = "工单已办结或撤销"
+        session.add(offer)
+        record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason="工单已办结或撤销",
+                     data={"offer_id": offer.id, "attempt": offer.attempt})
+
+
 def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, now: datetime) -> bool:
-    """Assign an unassigned ticket to `user_id`; return False when it is assigned already.
+    """Assign an open, unassigned ticket to `user_id`; return False when it is assigned or finished.
 
     The conditional UPDATE is the lock: of two operators claiming at once, exactly one sees a row count
     of 1, on SQLite and PostgreSQL alike.
@@ -223,6 +239,7 @@ def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, n
         update(Ticket)
         .where(Ticket.id == ticket.id)
         .where(Ticket.assigned_to_id.is_(None))
+        .where(Ticket.status.in_(OPEN_STATUSES))
         .values(assigned_to_id=user_id, claimed_at=now, updated_at=now)
     )
     if result.rowcount != 1:
@@ -232,6 +249,8 @@ def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, n
     record_event(session, ticket, "claimed", actor=actor, to_value=str(user_id), at=now)
     if ticket.status == "new":
         set_status(session, runtime, ticket, "in_progress", actor, "签收", now)
+    else:
+        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor)
     return True
 
 

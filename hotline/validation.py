@@ -39,5 +39,14 @@ def unknown_value(field: str, value: Any, accepted) -> InputError:
     )
 
 
+TYPE_MESSAGES = {
+    "string": N_("Field %(field)s must be a string."),
+    "object": N_("Field %(field)s must be a JSON object."),
+    "list_of_strings": N_("Field %(field)s must be a list of strings."),
+    "instant": N_("Field %(field)s must be an ISO 8601 instant with its offset, such as 2026-12-07T08:00:00+08:00."),
+}
+
+
 def wrong_type(field: str, expected: str) -> InputError:
-    return InputError("invalid_type", N_("Field %(field)s must be %(expected)s."), field=field, expected=expected)
+    """The error for a value of the wrong type; `expected` is a key of TYPE_MESSAGES."""
+    return InputError("invalid_type", TYPE_MESSAGES[expected], field=field)

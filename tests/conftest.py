@@ -80,7 +80,8 @@ def database_url(request, tmp_path):
 def settings(database_url, tmp_path):
     base = load_settings({"HOTLINE_INSTANCE_DIR": str(tmp_path), "HOTLINE_TWILIO_AUTH_TOKEN": "test-auth-token",
                           "HOTLINE_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
-                          "HOTLINE_PUBLIC_BASE_URL": "https://hotline.example.test"})
+                          "HOTLINE_PUBLIC_BASE_URL": "https://hotline.example.test",
+                          "HOTLINE_SECRET_KEY": "test-secret-key-0123456789"})
     return replace(base, database_url=database_url)
 
 

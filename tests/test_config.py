@@ -59,3 +59,14 @@ def test_cli_reports_bad_setting(monkeypatch):
 
     assert result.exit_code != 0
     assert "HOTLINE_TIMEZONE" in result.output
+
+
+@pytest.mark.parametrize("environ", [
+    {"HOTLINE_PUBLIC_BASE_URL": "https://hotline.example"},
+    {"HOTLINE_SMS_BACKEND": "twilio", "HOTLINE_TWILIO_ACCOUNT_SID": "AC1", "HOTLINE_TWILIO_AUTH_TOKEN": "x"},
+])
+def test_public_service_needs_secret_key(environ):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ)
+
+    assert "HOTLINE_SECRET_KEY" in str(raised.value)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pytest
 import time_machine
 from sqlmodel import select
 
 from hotline.dispatch import offers
-from hotline.models import Agency, Offer, OutboxMessage, Ticket, TicketEvent
+from hotline.models import Agency, Offer, OutboxMessage, SlaClock, Ticket, TicketEvent
 from hotline.telephony.signatures import compute_signature
 from hotline.tickets import create_ticket
 
@@ -233,3 +234,73 @@ def test_consultation_not_dispatched(runtime, seeded):
     ticket_id = _ticket(runtime, category="consultation", needs=())
 
     assert _offers(runtime, ticket_id) == []
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_cancel_withdraws_pending_offer(client, runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118103")
+    [offer] = _offers(runtime, ticket_id)
+    with runtime.transaction() as session:
+        number = session.get(Ticket, ticket_id).number
+    client.post(f"/api/v1/tickets/{number}/transitions", json={"to": "cancelled", "reason": "家属已自行联系"},
+                headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    answer = offers.answer_offer(runtime, offer.id, True, "agency:1", None, MONDAY_MORNING)
+
+    assert not answer.ok
+    assert _offers(runtime, ticket_id)[0].state == "cancelled"
+    with runtime.transaction() as session:
+        assert session.get(Ticket, ticket_id).status == "cancelled"
+        assert session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("%accepted"))).all() == []
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_dispatch_is_not_first_response(runtime, seeded):
+    ticket_id = _ticket(runtime)
+
+    with runtime.transaction() as session:
+        clock = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket_id)
+                             .where(SlaClock.target == "first_response")).one()
+        ticket = session.get(Ticket, ticket_id)
+    assert ticket.status == "dispatching"
+    assert clock.state == "running"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_escalated_then_dispatched_tells_supervisor(runtime, seeded):
+    with runtime.transaction() as session:
+        home = session.exec(select(Agency).where(Agency.kind == "funeral_home")).one()
+        home.capacity = 1
+        session.add(home)
+    first = _ticket(runtime, town="310118104")
+    second = _ticket(runtime, town="310118104")
+    with runtime.transaction() as session:
+        assert session.get(Ticket, second).status == "dispatching"
+    [offer] = _offers(runtime, first)
+
+    offers.answer_offer(runtime, offer.id, False, "agency:1", "车辆不足", MONDAY_MORNING)
+    offers.dispatch_ticket(runtime, second, MONDAY_MORNING)
+
+    [second_offer] = _offers(runtime, second)
+    assert second_offer.state == "pending"
+    with runtime.transaction() as session:
+        notices = session.exec(select(OutboxMessage).where(OutboxMessage.ticket_id == second)
+                               .where(OutboxMessage.channel == "supervisor")).all()
+        assert "dispatch_escalated" not in session.get(Ticket, second).tags
+    assert len(notices) == 2
+    assert "已自动派给" in notices[1].body
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("K7Q2MA 接", ("K7Q2MA", True, None)),
+    ("ｋ７ｑ２ｍａ　接", ("K7Q2MA", True, None)),
+    ("K7Q2MA接单", ("K7Q2MA", True, None)),
+    ("接 K7Q2MA", ("K7Q2MA", True, None)),
+    ("ACCEPT K7Q2MA", ("K7Q2MA", True, None)),
+    ("K7Q2MA 拒 车辆不在", ("K7Q2MA", False, "车辆不在")),
+    ("K7Q2MA 2", ("K7Q2MA", False, None)),
+    ("K7Q2MA", None),
+    ("好的 接", None),
+])
+def test_sms_reply_forms_parsed(text, expected):
+    assert offers.parse_sms_reply(text) == expected

@@ -204,3 +204,48 @@ def test_oversized_body_rejected(client, seeded, runtime):
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "too_large"
     assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_deeply_nested_json_rejected(client, seeded, runtime):
+    body = '{"external_id": ' + "[" * 5000 + "]" * 5000 + "}"
+
+    response = client.post("/api/v1/referrals", data=body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {seeded['community_worker']}"})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_json"
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_syntax_error_position_reported(client, seeded):
+    response = client.post("/api/v1/referrals", data='{"external_id": "A",}', content_type="application/json",
+                           headers={"Authorization": f"Bearer {seeded['community_worker']}", "Accept-Language": "en"})
+
+    assert response.status_code == 400
+    assert "line 1, column" in response.get_json()["error"]["message"]
+
+
+def test_plain_text_body_rejected(client, seeded):
+    response = client.post("/api/v1/referrals", data='{"external_id": "A"}', content_type="text/plain",
+                           headers={"Authorization": f"Bearer {seeded['community_worker']}"})
+
+    assert response.status_code == 415
+    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"external_id": 5}, "external_id"),
+    ({"resident": "x"}, "resident"),
+    ({"needs": False}, "needs"),
+    ({"flags": {}}, "flags"),
+    ({"deceased": {"died_at": "yesterday"}}, "deceased.died_at"),
+])
+def test_wrong_type_message_all_chinese(client, seeded, changes, field):
+    response = _post(client, seeded["community_worker"], _with(**changes))
+
+    error = response.get_json()["error"]
+    assert response.status_code == 422
+    assert error["field"] == field
+    words = error["message"].replace(field, "").replace("ISO", "").replace("JSON", "").replace("08:00:00", "")
+    words = words.replace("2026-12-07T", "")
+    assert not any(character.isascii() and character.isalpha() for character in words), error["message"]

@@ -174,3 +174,22 @@ def test_agencies_listed(client, seeded):
     kinds = {item["kind"] for item in items}
     assert kinds == {"funeral_home", "agency"}
     assert all({"id", "name", "kind", "status", "towns", "services", "capacity"} <= set(item) for item in items)
+
+
+def test_claim_finished_ticket_rejected(client, seeded):
+    number = _refer(client, seeded["community_worker"], "J")
+    _post(client, seeded["operator"], f"/api/v1/tickets/{number}/transitions", {"to": "cancelled", "reason": "重复"})
+
+    response = _post(client, seeded["supervisor"], f"/api/v1/tickets/{number}/claim")
+
+    assert response.status_code == 409
+
+
+def test_transition_missing_target_required(client, seeded):
+    number = _refer(client, seeded["community_worker"], "K")
+
+    response = _post(client, seeded["operator"], f"/api/v1/tickets/{number}/transitions", {})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "required"
+    assert response.get_json()["error"]["field"] == "to"

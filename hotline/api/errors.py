@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
 
@@ -52,7 +52,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         if not _wants_json():
-            return error
+            return _html_error(error)
+        if error.code == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            return error_response(413, "too_large", N_("Request body is too large; the limit is %(limit)s bytes."),
+                                  params={"limit": limit})
         code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
         return error_response(error.code or 500, code, template)
 
@@ -60,6 +64,20 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception):
         log.exception("API: unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", N_("Internal error; the request was not applied."))
+
+
+PAGE_MESSAGES = {
+    400: (N_("Invalid request"), N_("The page received a request it cannot handle. Go back and try again.")),
+    404: (N_("Link not valid"), N_("This link is wrong or no longer valid. Check the link in your SMS.")),
+}
+
+
+def _html_error(error: HTTPException):
+    from hotline.i18n import current_language
+
+    title, message = PAGE_MESSAGES.get(error.code, (N_("Request failed"), N_("The request could not be handled.")))
+    page = render_template("error.html", title=gettext(title), message=gettext(message), language=current_language())
+    return page, error.code
 
 
 def _wants_json() -> bool:

@@ -11,19 +11,31 @@ from sqlmodel import Session, func, select
 
 from hotline import intake, tickets
 from hotline.api.auth import STAFF_ROLES, require
+from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.views import agency_view, ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import Agency, Call, SlaClock, Ticket, Town
-from hotline.validation import N_, InputError, unknown_value
-from hotline.vocabulary import CATEGORIES, OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES
+from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.vocabulary import (
+    CATEGORIES,
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    PRIORITIES,
+    SOURCES,
+    STATUSES,
+    TRANSITIONS,
+    label,
+)
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 CONFLICT_RETRIES = 3
+# Statuses an operator may ask for; dispatch sets dispatching and dispatched itself.
+OPERATOR_STATUSES = sorted({status for targets in TRANSITIONS.values() for status in targets})
 
 
 def runtime():
@@ -49,9 +61,7 @@ def run_idempotent(work: Callable[[Session], Any]) -> Any:
 @bp.post("/referrals")
 @require(source=True)
 def create_referral():
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InputError("invalid_json", N_("Request body must be a JSON object."), status=400)
+    body = json_object()
     caller = g.caller
 
     def work(session: Session):
@@ -126,24 +136,27 @@ def claim_ticket(number: str):
         raise ApiError(422, "no_user", N_("This token belongs to no staff member, so it cannot claim tickets."))
     with runtime().transaction() as session:
         ticket = _ticket_or_404(session, number)
+        if ticket.status in FINAL_STATUSES:
+            raise ApiError(409, "ticket_closed", N_("Ticket %(number)s is %(state)s and cannot be claimed."),
+                           number=number, state=label(STATUSES, ticket.status, current_language()))
         if not tickets.claim(session, runtime(), ticket, g.caller.user_id, g.caller.actor, now()):
-            raise ApiError(409, "already_claimed", N_("Ticket %(number)s is already claimed."), number=number)
+            raise ApiError(409, "already_claimed", N_("Ticket %(number)s is already claimed by user %(user)s."),
+                           number=number, user=ticket.assigned_to_id)
         return jsonify(ticket_detail(session, ticket, g.caller.may_see_phones, current_language()))
 
 
 @bp.post("/tickets/<number>/transitions")
 @require(roles=STAFF_ROLES)
 def transition_ticket(number: str):
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InputError("invalid_json", N_("Request body must be a JSON object."), status=400)
+    body = json_object()
     to_status = body.get("to")
-    if not isinstance(to_status, str) or to_status not in STATUSES:
-        raise unknown_value("to", to_status, list(STATUSES))
+    if to_status is None:
+        raise required("to")
+    if not isinstance(to_status, str) or to_status not in OPERATOR_STATUSES:
+        raise unknown_value("to", to_status, OPERATOR_STATUSES)
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
-        raise InputError("invalid_type", N_("Field %(field)s must be %(expected)s."), field="reason",
-                         expected="a string")
+        raise wrong_type("reason", "string")
 
     with runtime().transaction() as session:
         ticket = _ticket_or_404(session, number)

@@ -21,7 +21,7 @@ from sqlmodel import select
 
 from hotline import seed
 from hotline.clock import local, now
-from hotline.config import ConfigError, Settings, load_settings
+from hotline.config import DEVELOPMENT_SECRET_KEY, ConfigError, Settings, load_settings
 from hotline.models import User
 from hotline.tokens import create_token
 from hotline.vocabulary import REFERRAL_SOURCES
@@ -47,6 +47,8 @@ def demo(host: str, port: int) -> None:
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
     credentials = load_or_create_credentials(settings.instance_dir)
+    if settings.secret_key == DEVELOPMENT_SECRET_KEY:
+        settings = replace(settings, secret_key=credentials.setdefault("secret_key", secrets.token_hex(32)))
     settings = replace(settings, twilio_auth_token=settings.twilio_auth_token or credentials["twilio_auth_token"])
 
     upgrade(settings.database_url)
@@ -73,6 +75,7 @@ def load_or_create_credentials(instance_dir: Path) -> dict:
     credentials = {
         "password": secrets.token_urlsafe(9),
         "twilio_auth_token": secrets.token_hex(16),
+        "secret_key": secrets.token_hex(32),
         "tokens": {},
     }
     _write_private(path, credentials)

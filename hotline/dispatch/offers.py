@@ -9,7 +9,9 @@ Every function here is safe to run twice, because RQ delivers at least once:
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,14 +26,18 @@ from hotline.events import record_event
 from hotline.models import Agency, Offer, Ticket, Town
 from hotline.outbox import SUPERVISOR, add_message, schedule_job
 from hotline.tickets import set_status
-from hotline.vocabulary import NEEDS, label
+from hotline.vocabulary import NEEDS, STATUSES, label
 
 log = logging.getLogger("hotline.dispatch")
 
 DISPATCHABLE_STATUSES = ("new", "in_progress", "dispatching")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-ACCEPT_WORDS = {"接", "接单", "1", "Y", "YES", "ACCEPT", "同意"}
-DECLINE_WORDS = {"拒", "拒绝", "2", "N", "NO", "DECLINE"}
+ACCEPT_WORDS = {"接单", "接", "同意", "ACCEPT", "YES", "Y", "1"}
+DECLINE_WORDS = {"拒绝", "拒", "DECLINE", "NO", "N", "2"}
+_CODE_PATTERN = re.compile(rf"(?<![A-Z0-9])[{CODE_ALPHABET}]{{6}}(?![A-Z0-9])")
+# Chinese verbs may touch the code ("K7Q2MA接单"); Latin ones and digits must stand alone.
+_VERB_PATTERN = re.compile(r"接单|接|同意|拒绝|拒|(?<![A-Z0-9])(?:ACCEPT|DECLINE|YES|NO|Y|N|1|2)(?![A-Z0-9])")
+REPLY_HELP = "回复格式：派单码 接 或 派单码 拒（可附原因），例如「K7Q2MA 接」。"
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def _make_next_offer(session: Session, runtime, ticket_id: int, now: datetime) -
         if candidates:
             return _offer(session, runtime, ticket, candidates[0], target, attempt, now)
 
-    _escalate(session, ticket, attempt, now)
+    _escalate(session, runtime, ticket, attempt, now)
     return None
 
 
@@ -86,6 +92,12 @@ def _offer(session: Session, runtime, ticket: Ticket, candidate: registry.Candid
 
     agency.last_offered_at = now
     session.add(agency)
+    if "dispatch_escalated" in (ticket.tags or []):
+        ticket.tags = [tag for tag in ticket.tags if tag != "dispatch_escalated"]
+        add_message(session, SUPERVISOR, "on_duty",
+                    f"【59200496】工单 {ticket.number} 已自动派给 {agency.name}（派单码 {offer.code}），"
+                    f"如已人工安排，请联系该机构取消。",
+                    idempotency_key=f"dispatch-after-escalation:{offer.id}", ticket_id=ticket.id)
     set_status(session, runtime, ticket, "dispatching", "dispatch", "派单给代理机构", now)
     record_event(session, ticket, "offer_sent", actor="dispatch", to_value=agency.name, reason=reason, at=now,
                  data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code})
@@ -96,13 +108,16 @@ def _offer(session: Session, runtime, ticket: Ticket, candidate: registry.Candid
     return offer
 
 
-def _escalate(session: Session, ticket: Ticket, attempt: int, now: datetime) -> None:
+def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: datetime) -> None:
     key = f"dispatch-escalation:{ticket.id}:{attempt}"
-    body = f"【59200496】工单 {ticket.number} 无可派单的代理机构（已尝试 {attempt - 1} 家），请值班主管立即人工安排。"
+    tried = f"已派 {attempt - 1} 家未接单，" if attempt > 1 else ""
+    body = (f"【59200496】工单 {ticket.number} 暂无可接单的代理机构（{tried}其余已满额或不符合条件），"
+            f"请值班主管人工安排；有机构空出时系统会自动派单并另行通知。")
     if add_message(session, SUPERVISOR, "on_duty", body, idempotency_key=key, ticket_id=ticket.id) is None:
         return
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
     session.add(ticket)
+    set_status(session, runtime, ticket, "dispatching", "dispatch", "等待人工安排派单", now)
     record_event(session, ticket, "dispatch_escalated", actor="dispatch", reason="无可派单的代理机构，已通知值班主管",
                  data={"attempt": attempt}, at=now)
     log.warning("Dispatch: ticket %s has no eligible agency after %s attempts; supervisor alerted", ticket.number,
@@ -136,8 +151,21 @@ def offer_id_from_token(secret_key: str, token: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
+class _Rollback(Exception):
+    def __init__(self, answer: OfferAnswer):
+        super().__init__(answer.message)
+        self.answer = answer
+
+
 def answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime) -> OfferAnswer:
-    """Accept or decline a pending offer; an answer after the deadline or to a settled offer changes nothing."""
+    """Accept or decline a pending offer; a reply after the deadline or to a settled offer changes nothing."""
+    try:
+        return _answer_offer(runtime, offer_id, accept, actor, reason, now)
+    except _Rollback as rollback:
+        return rollback.answer
+
+
+def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime) -> OfferAnswer:
     with runtime.transaction() as session:
         offer = session.get(Offer, offer_id)
         if offer is None:
@@ -156,6 +184,10 @@ def answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str |
 
         ticket = session.get(Ticket, offer.ticket_id)
         agency = session.get(Agency, offer.agency_id)
+        if ticket.status not in DISPATCHABLE_STATUSES:
+            # Withdrawing offers on resolve or cancel makes this rare; the status check closes the gap.
+            message = f"工单 {ticket.number} 已无需派单（{label(STATUSES, ticket.status)}），无需操作。"
+            raise _Rollback(OfferAnswer(False, message, offer))
         if accept:
             _accepted(session, runtime, ticket, agency, offer, actor, now)
             return OfferAnswer(True, f"已确认接单 {offer.code}，工单 {ticket.number}。请尽快联系家属。", offer)
@@ -232,21 +264,34 @@ def stalled_ticket_ids(runtime, limit: int = 200) -> list[int]:
 
 
 def answer_sms(runtime, from_phone: str | None, body: str, now: datetime) -> str:
-    """Handle an agency's SMS reply "<code> 接" or "<code> 拒 [reason]"; return the reply text."""
-    words = (body or "").strip().replace("，", " ").replace(",", " ").split()
-    if len(words) < 2:
-        return "回复格式：派单码 接 或 派单码 拒，例如「K7Q2MA 接」。"
-    code, verb, reason = words[0].upper(), words[1].upper(), " ".join(words[2:]) or None
-    if verb not in ACCEPT_WORDS | DECLINE_WORDS:
-        return "回复格式：派单码 接 或 派单码 拒，例如「K7Q2MA 接」。"
+    """Handle an agency's SMS reply such as "K7Q2MA 接", "k7q2ma接单" or "拒 K7Q2MA 没有车"; return the reply."""
+    parsed = parse_sms_reply(body)
+    if parsed is None:
+        return REPLY_HELP
+    code, accept, reason = parsed
 
     with runtime.transaction() as session:
         offer = session.exec(select(Offer).where(Offer.code == code)).first()
         agency = session.get(Agency, offer.agency_id) if offer else None
     if offer is None or agency is None or agency.contact_phone != from_phone:
         log.warning("Dispatch: SMS reply with unknown code or from another number (code %s)", code)
-        return f"未找到派单码 {code}，请核对后回复。"
-    return answer_offer(runtime, offer.id, verb in ACCEPT_WORDS, f"agency:{agency.id}", reason, now).message
+        return f"未找到派单码 {code}，请核对短信中的派单码后回复。"
+    return answer_offer(runtime, offer.id, accept, f"agency:{agency.id}", reason, now).message
+
+
+def parse_sms_reply(body: str) -> tuple[str, bool, str | None] | None:
+    """Find the offer code, accept or decline, and an optional reason in a reply; None when unreadable."""
+    text = unicodedata.normalize("NFKC", body or "").strip().upper()
+    codes = [match for match in _CODE_PATTERN.finditer(text) if match.group(0) not in ACCEPT_WORDS]
+    code_match = codes[0] if codes else None
+    verb_match = _VERB_PATTERN.search(text)
+    if code_match is None or verb_match is None:
+        return None
+
+    rest = (text[:min(code_match.start(), verb_match.start())] + " "
+            + text[max(code_match.end(), verb_match.end()):])
+    reason = " ".join(rest.replace(",", " ").split()) or None
+    return code_match.group(0), verb_match.group(0) in ACCEPT_WORDS, reason
 
 
 def _new_code(session: Session) -> str:

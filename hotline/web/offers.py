@@ -10,6 +10,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 
 from hotline.clock import local, now
 from hotline.dispatch.offers import answer_offer, offer_id_from_token
+from hotline.i18n import current_language
 from hotline.models import Agency, Offer, Ticket, Town
 from hotline.vocabulary import NEEDS, label
 
@@ -32,7 +33,10 @@ def offer_page(token: str):
         if action not in ("accept", "decline"):
             abort(400)
         with runtime().transaction() as session:
-            agency_id = session.get(Offer, offer_id).agency_id
+            offer = session.get(Offer, offer_id)
+            if offer is None:
+                abort(404)
+            agency_id = offer.agency_id
         answer = answer_offer(runtime(), offer_id, action == "accept", f"agency:{agency_id}",
                               (request.form.get("reason") or "").strip()[:300] or None, now())
         message = answer.message
@@ -49,5 +53,5 @@ def offer_page(token: str):
             "offer.html", offer=offer, ticket=ticket, agency=agency, town=town, message=message,
             needs=[label(NEEDS, need) for need in ticket.needs or []],
             accept_by=local(offer.accept_by, tz).strftime("%Y-%m-%d %H:%M"),
-            open=offer.state == "pending" and offer.accept_by > now(),
+            open=offer.state == "pending" and offer.accept_by > now(), language=current_language(),
         )
