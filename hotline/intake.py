@@ -32,6 +32,8 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
+INVALID_PHONE_MESSAGE = N_("Phone number %(value)s is not a valid number; write a mobile number such as "
+                           "13812345678 or a landline with its area code such as 021-59200496.")
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,7 @@ def _phone(text: str, field: str) -> phones.PhoneNumber:
     try:
         return phones.normalise(text)
     except phones.InvalidPhoneNumber:
-        raise InputError("invalid_phone", N_("Phone number %(value)s is not a valid number; write a mobile number such as 13812345678 "
-                            "or a landline with its area code such as 021-59200496."), field=field,
-                         value=text) from None
+        raise InputError("invalid_phone", INVALID_PHONE_MESSAGE, field=field, value=text) from None
 
 
 def _string(body: Mapping, field: str, required_: bool = False, max_length: int = 200, prefix: str = "") -> str | None:
@@ -258,6 +258,8 @@ def _apply_menu_choice(session: Session, runtime, ticket: Ticket, digit: str, ca
     ticket.needs = sorted(set(ticket.needs or []) | set(needs))
     if digit == "0":
         ticket.tags = sorted(set(ticket.tags or []) | {"operator_requested"})
+    # A status callback can overtake the key press; the choice shows the caller did reach the menu.
+    ticket.tags = [tag for tag in ticket.tags or [] if tag != "callback_needed"]
     session.add(ticket)
     record_event(session, ticket, "menu_choice", actor="twilio", from_value=old_category, to_value=ticket.category,
                  data={"digit": digit, "needs": needs}, at=now)

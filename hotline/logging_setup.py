@@ -13,3 +13,4 @@ def configure_logging(level: str | None = None) -> None:
     )
     # APScheduler logs every run of every sweep at INFO; the sweeps log what they did themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

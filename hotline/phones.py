@@ -69,7 +69,7 @@ def mask(e164: str | None) -> str | None:
     if not e164:
         return e164
     national = e164[3:] if e164.startswith("+86") else e164.lstrip("+")
-    if e164.startswith("+86") and not national.startswith("1"):
+    if e164.startswith("+86") and not national.startswith(("1", "400", "800")):
         national = "0" + national
     if len(national) <= 7:
         return "*" * len(national)

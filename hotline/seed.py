@@ -42,7 +42,8 @@ DEMO_AGENCIES = (
         "towns": ["*"],
         "services": ON_SITE_SERVICES,
         "capacity": 6,
-        "contact_phone": "+862159203790",
+        # The duty dispatcher's mobile: offers are SMS, which a landline cannot receive.
+        "contact_phone": "+8613900000000",
     },
     {
         "name": "青浦安泰殡葬服务有限公司",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -193,3 +194,19 @@ def test_transition_missing_target_required(client, seeded):
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "required"
     assert response.get_json()["error"]["field"] == "to"
+
+
+def test_overdue_pages(client, seeded, runtime):
+    from hotline.sla.sweep import sweep_breaches
+
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        numbers = [_refer(client, seeded["community_worker"], f"O{index}") for index in range(3)]
+    with time_machine.travel(datetime.fromisoformat("2026-12-09T09:00:00+08:00"), tick=False):
+        sweep_breaches(runtime)
+        first = _get(client, seeded["supervisor"], "/api/v1/sla/overdue?limit=2").get_json()
+        next_page = urlsplit(first["next"])
+        second = _get(client, seeded["supervisor"], f"{next_page.path}?{next_page.query}").get_json()
+
+    assert len(first["items"]) == 2
+    assert second["next"] is None
+    assert sorted(item["number"] for item in first["items"] + second["items"]) == sorted(numbers)

@@ -85,7 +85,7 @@ def list_tickets():
         rows = session.exec(query).all()
         towns = town_names(session)
     items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket in rows[:limit]]
-    return jsonify({"items": items, "next": _next_url(offset + limit) if len(rows) > limit else None})
+    return jsonify({"items": items, "next": _next_url("api_v1.list_tickets", offset + limit, len(rows) > limit)})
 
 
 def _filtered(query, session: Session):
@@ -173,17 +173,20 @@ def transition_ticket(number: str):
 def overdue():
     """Open tickets with a breached running clock, the longest overdue first."""
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, 10_000_000)
     with runtime().transaction() as session:
         rows = session.exec(
             select(Ticket, func.min(SlaClock.breached_at))
             .join(SlaClock, SlaClock.ticket_id == Ticket.id)
             .where(SlaClock.state == "running").where(SlaClock.breached_at.is_not(None))
             .where(Ticket.status.in_(OPEN_STATUSES))
-            .group_by(Ticket.id).order_by(func.min(SlaClock.breached_at)).limit(limit)
+            .group_by(Ticket.id).order_by(func.min(SlaClock.breached_at), Ticket.id)
+            .offset(offset).limit(limit + 1)
         ).all()
         towns = town_names(session)
-        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket, _ in rows]
-    return jsonify({"items": items, "next": None})
+        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language())
+                 for ticket, _ in rows[:limit]]
+    return jsonify({"items": items, "next": _next_url("api_v1.overdue", offset + limit, len(rows) > limit)})
 
 
 @bp.get("/agencies")
@@ -215,7 +218,10 @@ def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
     return value
 
 
-def _next_url(offset: int) -> str:
+def _next_url(endpoint: str, offset: int, more: bool) -> str | None:
+    """URL of the next page, or None on the last one."""
+    if not more:
+        return None
     args = request.args.to_dict()
     args["offset"] = str(offset)
-    return url_for("api_v1.list_tickets", _external=True, **args)
+    return url_for(endpoint, _external=True, **args)

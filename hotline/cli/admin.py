@@ -81,6 +81,8 @@ def tokens_create(source: str | None, role: str | None, username: str | None, na
             user = session.exec(select(User).where(User.username == username)).first()
             if user is None:
                 raise click.ClickException(f"user {username!r} not found; create it with `hotline users create`")
+            if role is None or user.role != role:
+                raise click.ClickException(f"user {username!r} is a {user.role}; give --role {user.role}")
             user_id = user.id
         secret = token_store.create_token(session, name or source or role, source=source, role=role,
                                           user_id=user_id)

@@ -95,7 +95,7 @@ def seed_demo_data(runtime, credentials: dict) -> None:
         for source in REFERRAL_SOURCES:
             if source not in saved:
                 saved[source] = create_token(session, f"demo {source}", source=source)
-        for role in ("operator", "supervisor"):
+        for role in ("operator", "supervisor", "admin"):
             if role not in saved:
                 user = session.exec(select(User).where(User.username == role)).one()
                 saved[role] = create_token(session, f"demo {role}", role=role, user_id=user.id)
@@ -109,7 +109,7 @@ def print_welcome(settings: Settings, credentials: dict, host: str, port: int) -
         "",
         f"青浦区殡仪馆白事服务专线 59200496 — hotline demo at {url}",
         f"  database:   {settings.database_url}",
-        f"  staff logins (password {credentials['password']}): operator, supervisor, admin",
+        "  staff accounts operator, supervisor and admin act through the API tokens below",
         f"  Twilio auth token for signed webhooks: {credentials['twilio_auth_token']}",
         "  API tokens:",
     ]

@@ -206,6 +206,8 @@ def _accepted(session: Session, runtime, ticket: Ticket, agency: Agency, offer: 
                  data={"offer_id": offer.id, "attempt": offer.attempt})
     set_status(session, runtime, ticket, "dispatched", actor, "代理机构已接单", now)
     contact = ticket.caller_phone or "见工单"
+    if ticket.caller_phone and ticket.caller_phone_ext:
+        contact = f"{contact} 转 {ticket.caller_phone_ext}"
     add_message(session, "sms", agency.contact_phone,
                 f"【59200496】已接单 {ticket.number}。联系人：{ticket.caller_name or '家属'}，电话：{contact}，"
                 f"地址：{ticket.address or '请电话确认'}。",

@@ -249,7 +249,7 @@ def add_breach_notice(session: Session, ticket: Ticket, clock: SlaClock) -> None
     """Queue one supervisor message for a breached clock. Its idempotency key makes a repeat a no-op."""
     label = TARGET_LABELS.get(clock.target, clock.target)
     due = local(clock.due_at, SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    body = f"工单 {ticket.number} 的「{label}」已超时（时限 {due}，北京时间），请督办。"
+    body = f"【59200496】工单 {ticket.number} 的「{label}」已超时（时限 {due}，北京时间），请督办。"
     outbox.add_message(session, channel="supervisor", recipient=outbox.SUPERVISOR, body=body,
                        idempotency_key=f"sla-breach:{clock.id}", ticket_id=ticket.id)
 
