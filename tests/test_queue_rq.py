@@ -57,6 +57,7 @@ def _worker_env(runtime, extra=None):
         "HOTLINE_PUBLIC_BASE_URL": settings.public_base_url or "",
         "HOTLINE_TWILIO_AUTH_TOKEN": settings.twilio_auth_token or "",
         "HOTLINE_TWILIO_ACCOUNT_SID": settings.twilio_account_sid or "",
+        "HOTLINE_SECRET_KEY": settings.secret_key,
     })
     env.update(extra or {})
     return env

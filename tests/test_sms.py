@@ -152,6 +152,7 @@ def test_make_backend_twilio_uses_settings(tmp_path, twilio_mock):  # noqa: F811
     settings = load_settings({
         "HOTLINE_INSTANCE_DIR": str(tmp_path),
         "HOTLINE_SMS_BACKEND": "twilio",
+        "HOTLINE_SECRET_KEY": "test-secret-key-0123456789",
         "HOTLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "HOTLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "HOTLINE_TWILIO_API_BASE_URL": twilio_mock.base_url,
