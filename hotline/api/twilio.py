@@ -10,11 +10,11 @@ import logging
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, request, url_for
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from hotline import intake
 from hotline.api.errors import ApiError
+from hotline.api.idempotency import run_idempotent
 from hotline.clock import now
 from hotline.dispatch.offers import answer_sms
 from hotline.events import record_event
@@ -27,7 +27,6 @@ from hotline.validation import N_
 log = logging.getLogger("hotline.twilio")
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
-CONFLICT_RETRIES = 3
 
 
 def runtime():
@@ -73,17 +72,10 @@ def _is_our_number() -> bool:
     return True
 
 
-def _intake(handler):
-    """Run a call intake step in a transaction, retrying once a concurrent retry of the same CallSid won."""
+def _intake(handler) -> str:
+    """Run a call intake step; a concurrent retry of the same CallSid is absorbed by `run_idempotent`."""
     form = request.form.to_dict()
-    for attempt in range(CONFLICT_RETRIES):
-        try:
-            with runtime().transaction() as session:
-                return handler(session, runtime(), form, now()).ticket.number
-        except IntegrityError:
-            if attempt == CONFLICT_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
+    return run_idempotent(runtime(), lambda session: handler(session, runtime(), form, now()).ticket.number)
 
 
 @bp.post("/voice")
