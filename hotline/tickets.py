@@ -186,15 +186,18 @@ def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor:
     if from_status == to_status:
         return
     calendars = runtime.component("calendars")
+    policies = runtime.component("sla_policies")
 
     if from_status == "waiting":
-        sla_clocks.resume_clocks(session, ticket, calendars, now, actor=actor)
+        sla_clocks.resume_clocks(session, ticket, calendars, now, actor=actor, policies=policies)
     if to_status == "waiting":
-        sla_clocks.pause_clocks(session, ticket, now, actor=actor)
+        sla_clocks.pause_clocks(session, ticket, now, actor=actor, policies=policies)
     if to_status in FIRST_RESPONSE_STATUSES:
-        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor)
+        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor, policies=policies,
+                            calendars=calendars)
     if to_status == "resolved":
-        sla_clocks.mark_met(session, ticket, ["resolution"], now, actor=actor)
+        sla_clocks.mark_met(session, ticket, ["resolution"], now, actor=actor, policies=policies,
+                            calendars=calendars)
         ticket.resolved_at = now
     if to_status == "cancelled":
         _stop_clocks(session, ticket)
@@ -250,7 +253,8 @@ def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, n
     if ticket.status == "new":
         set_status(session, runtime, ticket, "in_progress", actor, "签收", now)
     else:
-        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor)
+        sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor,
+                            policies=runtime.component("sla_policies"), calendars=runtime.component("calendars"))
     return True
 
 

@@ -82,7 +82,7 @@ AGENCY_KINDS = ("funeral_home", "agency")
 AGENCY_STATUSES = ("pending", "approved", "watch", "suspended", "revoked")
 OFFER_STATES = ("pending", "accepted", "declined", "timed_out", "cancelled")
 ROLES = ("operator", "supervisor", "admin")
-SLA_TARGETS = ("first_response", "dispatch_accept", "resolution")
+SLA_TARGETS = ("first_response", "dispatch_accept", "on_site", "resolution", "follow_up")
 
 
 def label(mapping: dict[str, tuple[str, str]], code: str, language: str = "zh") -> str:

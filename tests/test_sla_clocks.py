@@ -125,8 +125,9 @@ def test_start_sets_clocks_and_ticket_due(runtime):
         assert ticket.due_at == at("2026-03-09T11:30:00+08:00")
         assert len(events_of(session, ticket_id, "sla_started")) == 2
         assert clock_view(clocks["first_response"]) == {
-            "target": "first_response", "policy": "enquiry", "calendar": "workday",
-            "due_at": "2026-03-09T11:30:00+08:00", "state": "running", "breached_at": None,
+            "target": "first_response", "owner": "hotline", "policy": "enquiry", "calendar": "workday",
+            "due_at": "2026-03-09T11:30:00+08:00", "warn_at": "2026-03-09T09:30:00+08:00", "state": "running",
+            "breached_at": None,
             "paused_seconds": 0, "provisional": False, "started_at": "2026-03-06T16:00:00+08:00",
         }
 
@@ -295,7 +296,8 @@ def test_sweep_twice_flags_once(runtime):
     with Session(runtime.engine) as session:
         first = clocks_by_target(session, ticket_id)["first_response"]
         events = events_of(session, ticket_id, "sla_breached")
-        messages = session.exec(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)).all()
+        messages = session.exec(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)
+                                .where(OutboxMessage.idempotency_key.startswith("sla-breach:"))).all()
 
         assert first.breached_at == due
         assert clock_view(first)["state"] == "breached"

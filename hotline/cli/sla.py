@@ -70,6 +70,28 @@ def sweep_command() -> None:
     click.echo(sweep_breaches(current()))
 
 
+@sla.command("explain")
+@click.argument("number")
+def explain_command(number: str) -> None:
+    """逐项说明工单的 SLA 计时：策略、日历、暂停和时限的计算过程。"""
+    from sqlmodel import select
+
+    from hotline.clock import now
+    from hotline.models import Ticket
+    from hotline.runtime import current
+    from hotline.sla.explain import explain_ticket
+
+    runtime = current()
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
+        if ticket is None:
+            raise click.ClickException(f"工单 {number} 不存在。")
+        lines = explain_ticket(session, ticket, runtime.component("sla_policies"), runtime.component("calendars"),
+                               now())
+    for line in lines:
+        click.echo(line)
+
+
 def _load_calendar(name: str) -> BusinessCalendar:
     try:
         settings = load_settings()

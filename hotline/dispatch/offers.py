@@ -25,6 +25,7 @@ from hotline.dispatch import registry
 from hotline.events import record_event
 from hotline.models import Agency, Offer, Ticket, Town
 from hotline.outbox import SUPERVISOR, add_message, schedule_job
+from hotline.sla import clocks as sla_clocks
 from hotline.tickets import set_status
 from hotline.vocabulary import NEEDS, STATUSES, label
 
@@ -99,6 +100,7 @@ def _offer(session: Session, runtime, ticket: Ticket, candidate: registry.Candid
                     f"如已人工安排，请联系该机构取消。",
                     idempotency_key=f"dispatch-after-escalation:{offer.id}", ticket_id=ticket.id)
     set_status(session, runtime, ticket, "dispatching", "dispatch", "派单给代理机构", now)
+    sla_clocks.offer_sent(session, runtime, ticket, now)
     record_event(session, ticket, "offer_sent", actor="dispatch", to_value=agency.name, reason=reason, at=now,
                  data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code})
     add_message(session, "sms", agency.contact_phone, offer_sms(session, runtime, ticket, offer),
@@ -205,6 +207,7 @@ def _accepted(session: Session, runtime, ticket: Ticket, agency: Agency, offer: 
     record_event(session, ticket, "offer_accepted", actor=actor, to_value=agency.name, at=now,
                  data={"offer_id": offer.id, "attempt": offer.attempt})
     set_status(session, runtime, ticket, "dispatched", actor, "代理机构已接单", now)
+    sla_clocks.offer_accepted(session, runtime, ticket, now, actor)
     contact = ticket.caller_phone or "见工单"
     if ticket.caller_phone and ticket.caller_phone_ext:
         contact = f"{contact} 转 {ticket.caller_phone_ext}"

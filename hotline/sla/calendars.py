@@ -4,7 +4,8 @@ A calendar has open periods per working day. Periods are half-open, so the end i
 closed time. Working days are the regular weekdays, adjusted by China's statutory holidays and 调休
 makeup workdays from the `chinesecalendar` package, by per-year lists in calendars.yaml that replace
 the package's data, and by local closures and extra working days. A year that neither the package nor
-the file covers counts weekends only, and every result that touched such a year is marked provisional.
+the file covers counts weekends and the fixed-date statutory days only, and every result that touched
+such a year is marked provisional.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 HOLIDAY_SOURCES = ("chinese_calendar", "none")
 DAY_SECONDS = 24 * 3600
 ONE_SECOND = timedelta(seconds=1)
+# Statutory days off with a fixed Gregorian date under the 全国年节及纪念日放假办法 (as revised for
+# 2025): New Year's Day, Labour Day 1-2 May, National Day 1-3 October. A year without published dates
+# counts these and the weekends as closed; lunar holidays and makeup workdays are unknown until then.
+FIXED_STATUTORY_DAYS = frozenset({(1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3)})
 # A calendar with no working time in ten years is misconfigured, so scanning stops there with an error.
 MAX_SCAN_DAYS = 3660
 
@@ -89,6 +94,8 @@ class BusinessCalendar:
         self.closures = frozenset(closures)
         self.extra_workdays = frozenset(extra_workdays)
         self._days: dict[date, _DayInfo] = {}
+        self._day_totals: dict[date, tuple[timedelta, bool]] = {}
+        self._week_totals: dict[date, tuple[timedelta, bool]] = {}
         self._warned_years: set[int] = set()
         self._warn_lock = threading.Lock()
 
@@ -111,6 +118,8 @@ class BusinessCalendar:
 
         The result is the earliest such instant, so a deadline that uses up a period exactly falls on
         the period's end (17:00), not on the next morning. Zero seconds returns `start` itself.
+        Whole weeks are skipped with one cached sum each, so a 30-working-day target costs about as
+        much as a 1-hour one.
         """
         start = _aware_utc(start, "start")
         if seconds < 0:
@@ -119,26 +128,39 @@ class BusinessCalendar:
             return Deadline(due_at=start + timedelta(seconds=seconds), provisional=False)
 
         remaining = timedelta(seconds=seconds)
-        provisional = False
         day = start.astimezone(self.tz).date()
+        info = self._day_info(day)
+        provisional = info.provisional
+        found, remaining = self._spend_in_day(day, start, remaining)
+        if found is not None:
+            return Deadline(due_at=found, provisional=provisional)
+
+        day += timedelta(days=1)
         for _ in range(MAX_SCAN_DAYS):
-            info = self._day_info(day)
-            provisional = provisional or info.provisional
-            if info.working:
-                for opens, closes in self._open_intervals(day):
-                    begin = max(opens, start)
-                    if begin >= closes:
-                        continue
-                    if remaining <= closes - begin:
-                        return Deadline(due_at=begin + remaining, provisional=provisional)
-                    remaining -= closes - begin
+            if day.weekday() == 0:
+                week_seconds, week_provisional = self._week(day)
+                if remaining > week_seconds:
+                    remaining -= week_seconds
+                    provisional = provisional or week_provisional
+                    day += timedelta(days=7)
+                    continue
+            day_seconds, day_provisional = self._full_day(day)
+            provisional = provisional or day_provisional
+            if remaining > day_seconds:
+                remaining -= day_seconds
+            else:
+                found, remaining = self._spend_in_day(day, None, remaining)
+                return Deadline(due_at=found, provisional=provisional)
             day += timedelta(days=1)
         raise ValueError(
             f"calendar {self.name!r} has no working time within {MAX_SCAN_DAYS} days of {start.isoformat()}"
         )
 
     def elapsed(self, start: datetime, end: datetime) -> Elapsed:
-        """Return the working seconds in [start, end), rounded down to whole seconds."""
+        """Return the working seconds in [start, end), rounded down to whole seconds.
+
+        Full days and full weeks between the two ends are summed from cached totals.
+        """
         start = _aware_utc(start, "start")
         end = _aware_utc(end, "end")
         if end < start:
@@ -146,20 +168,86 @@ class BusinessCalendar:
         if self.always_open:
             return Elapsed(seconds=(end - start) // ONE_SECOND, provisional=False)
 
-        total = timedelta(0)
-        provisional = False
         day = start.astimezone(self.tz).date()
         last_day = end.astimezone(self.tz).date()
-        while day <= last_day:
-            info = self._day_info(day)
-            provisional = provisional or info.provisional
-            if info.working:
-                for opens, closes in self._open_intervals(day):
-                    overlap = min(closes, end) - max(opens, start)
-                    if overlap > timedelta(0):
-                        total += overlap
+        total, provisional = self._overlap(day, start, end)
+        if day == last_day:
+            return Elapsed(seconds=total // ONE_SECOND, provisional=provisional)
+
+        day += timedelta(days=1)
+        while day < last_day:
+            if day.weekday() == 0 and day + timedelta(days=7) <= last_day:
+                week_seconds, week_provisional = self._week(day)
+                total += week_seconds
+                provisional = provisional or week_provisional
+                day += timedelta(days=7)
+                continue
+            day_seconds, day_provisional = self._full_day(day)
+            total += day_seconds
+            provisional = provisional or day_provisional
             day += timedelta(days=1)
-        return Elapsed(seconds=total // ONE_SECOND, provisional=provisional)
+        last, last_provisional = self._overlap(last_day, start, end)
+        total += last
+        return Elapsed(seconds=total // ONE_SECOND, provisional=provisional or last_provisional)
+
+    def knows_year(self, year: int) -> bool:
+        """True when the statutory holidays of `year` are known, from the file or from chinesecalendar."""
+        if year in self.years or not self.use_chinese_calendar:
+            return True
+        try:
+            chinese_calendar.is_workday(date(year, 6, 1))
+        except NotImplementedError:
+            return False
+        return True
+
+    def missing_years(self) -> set[int]:
+        """Years this process has met in a computation without knowing their statutory holidays."""
+        with self._warn_lock:
+            return set(self._warned_years)
+
+    def _spend_in_day(
+        self, day: date, start: datetime | None, remaining: timedelta
+    ) -> tuple[datetime | None, timedelta]:
+        """Spend `remaining` in the open periods of `day` after `start`; return (deadline or None, what is left)."""
+        if not self._day_info(day).working:
+            return None, remaining
+        for opens, closes in self._open_intervals(day):
+            begin = opens if start is None else max(opens, start)
+            if begin >= closes:
+                continue
+            if remaining <= closes - begin:
+                return begin + remaining, timedelta(0)
+            remaining -= closes - begin
+        return None, remaining
+
+    def _overlap(self, day: date, start: datetime, end: datetime) -> tuple[timedelta, bool]:
+        info = self._day_info(day)
+        total = timedelta(0)
+        if info.working:
+            for opens, closes in self._open_intervals(day):
+                overlap = min(closes, end) - max(opens, start)
+                if overlap > timedelta(0):
+                    total += overlap
+        return total, info.provisional
+
+    def _full_day(self, day: date) -> tuple[timedelta, bool]:
+        """Working time of a whole day and whether it is provisional, cached per day."""
+        cached = self._day_totals.get(day)
+        if cached is None:
+            info = self._day_info(day)
+            total = sum((closes - opens for opens, closes in self._open_intervals(day)), timedelta(0))
+            cached = (total if info.working else timedelta(0), info.provisional)
+            self._day_totals[day] = cached
+        return cached
+
+    def _week(self, monday: date) -> tuple[timedelta, bool]:
+        """Working time of the seven days from `monday` and whether any is provisional, cached per week."""
+        cached = self._week_totals.get(monday)
+        if cached is None:
+            days = [self._full_day(monday + timedelta(days=offset)) for offset in range(7)]
+            cached = (sum((total for total, _ in days), timedelta(0)), any(flag for _, flag in days))
+            self._week_totals[monday] = cached
+        return cached
 
     def is_working_time(self, at: datetime) -> bool:
         at = _aware_utc(at, "at")
@@ -212,7 +300,7 @@ class BusinessCalendar:
             _, holiday_name = chinese_calendar.get_holiday_detail(day)
         except NotImplementedError:
             self._warn_missing_year(day.year)
-            return False, False, True
+            return (day.month, day.day) in FIXED_STATUTORY_DAYS, False, True
         holiday = not workday and holiday_name is not None
         makeup = workday and day.weekday() >= 5
         return holiday, makeup, False
@@ -223,8 +311,8 @@ class BusinessCalendar:
                 return
             self._warned_years.add(year)
         log.warning(
-            "Calendar %s: no holiday data for %s in chinesecalendar %s or calendars.yaml; counting weekends "
-            "only and marking deadlines provisional until the year is added under 'years'",
+            "Calendar %s: no holiday data for %s in chinesecalendar %s or calendars.yaml; counting weekends and "
+            "fixed-date holidays only and marking deadlines provisional until the year is added under 'years'",
             self.name, year, getattr(chinese_calendar, "__version__", "?"),
         )
 

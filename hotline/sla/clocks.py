@@ -3,6 +3,11 @@
 Every function takes an open session and adds rows to it without committing, so clock changes commit
 together with the ticket change that caused them. A clock is breached once now reaches its due_at
 (due_at <= now), which is the same test the breach sweep uses.
+
+Each target has its own clock and owner: first_response and resolution start at intake,
+dispatch_accept when the first offer goes out, on_site when an agency accepts, follow_up when the
+ticket is resolved. Functions that run inside a ticket change without the runtime at hand take the
+policies and calendars of `hotline.runtime.current()`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from hotline import outbox
@@ -19,16 +25,21 @@ from hotline.clock import SHANGHAI, as_aware_utc, isoformat, local
 from hotline.events import SYSTEM, record_event
 from hotline.models import SlaClock, Ticket
 from hotline.sla.calendars import BusinessCalendar
-from hotline.sla.policies import PolicySet, TargetSpec
+from hotline.sla.policies import TARGET_OWNERS, Policy, PolicySet, TargetSpec
 
 log = logging.getLogger("hotline.sla")
 
 ACTIVE_STATES = ("running", "paused")
+INTAKE_TARGETS = ("first_response", "resolution")
 TARGET_LABELS = {
     "first_response": "首次响应",
     "dispatch_accept": "派单接单",
+    "on_site": "到场接运",
     "resolution": "办结",
+    "follow_up": "回访",
 }
+# Ticket statuses in which a follow-up call is still to come or already made.
+FOLLOW_UP_STATUSES = ("resolved", "closed")
 
 
 def start_clocks(
@@ -39,36 +50,132 @@ def start_clocks(
     calendars: dict[str, BusinessCalendar],
     now: datetime,
 ) -> list[SlaClock]:
-    """Start a clock for each target of the policy that fits the ticket, then set ticket.due_at.
+    """Start the intake targets (first_response, resolution) of the policy that fits the ticket.
 
     A target that already has a clock on this ticket is skipped, so calling this twice starts nothing
     twice. The ticket's own priority and category override those in `facts`.
     """
     _ensure_ticket_id(session, ticket)
     policy = policies.choose(_ticket_facts(ticket, facts))
-    existing = {clock.target for clock in _ticket_clocks(session, ticket)}
-
     started = []
-    for spec in policy.targets_for(ticket.priority).values():
-        if spec.target in existing:
-            continue
-        deadline = calendars[spec.calendar].add(now, spec.duration_seconds)
-        clock = SlaClock(
-            ticket_id=ticket.id, target=spec.target, policy=policy.id, calendar=spec.calendar,
-            duration_seconds=spec.duration_seconds, started_at=now, due_at=deadline.due_at,
-            provisional=deadline.provisional,
-        )
-        session.add(clock)
-        started.append(clock)
-        record_event(session, ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
-                     data={"target": spec.target, "policy": policy.id, "calendar": spec.calendar,
-                           "due_at": isoformat(clock.due_at), "provisional": clock.provisional})
-        log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, spec.target,
-                 policy.id, isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
+    for target in INTAKE_TARGETS:
+        clock = _start(session, ticket, policy, target, calendars, now)
+        if clock is not None:
+            started.append(clock)
 
     session.flush()
-    refresh_ticket_due(session, ticket)
+    _refresh(session, ticket)
     return started
+
+
+def start_target(
+    session: Session,
+    ticket: Ticket,
+    target: str,
+    facts: Mapping[str, Any],
+    policies: PolicySet,
+    calendars: dict[str, BusinessCalendar],
+    now: datetime,
+) -> SlaClock | None:
+    """Start the clock of one target if the ticket's policy lists it and it is not running already.
+
+    A cancelled clock of the target (a follow-up of a reopened ticket) starts again from `now`.
+    """
+    _ensure_ticket_id(session, ticket)
+    policy = policies.choose(_ticket_facts(ticket, facts))
+    clock = _start(session, ticket, policy, target, calendars, now)
+    session.flush()
+    _refresh(session, ticket)
+    return clock
+
+
+def offer_sent(session: Session, runtime, ticket: Ticket, now: datetime) -> SlaClock | None:
+    """An offer went to an agency: start dispatch_accept. A later offer keeps the first one's clock."""
+    return _start_with_runtime(session, runtime, ticket, "dispatch_accept", now)
+
+
+def offer_accepted(session: Session, runtime, ticket: Ticket, now: datetime, actor: str) -> SlaClock | None:
+    """An agency accepted: dispatch_accept is met and on_site starts. No other clock's due_at moves."""
+    mark_met(session, ticket, ["dispatch_accept"], now, actor=actor)
+    return _start_with_runtime(session, runtime, ticket, "on_site", now)
+
+
+def _start_with_runtime(session: Session, runtime, ticket: Ticket, target: str, now: datetime) -> SlaClock | None:
+    from hotline.tickets import facts_for
+
+    facts = facts_for(session, runtime, ticket, now)
+    return start_target(session, ticket, target, facts, runtime.component("sla_policies"),
+                        runtime.component("calendars"), now)
+
+
+def _start(
+    session: Session, ticket: Ticket, policy: Policy, target: str, calendars: dict[str, BusinessCalendar],
+    now: datetime,
+) -> SlaClock | None:
+    spec = policy.targets_for(ticket.priority).get(target)
+    if spec is None:
+        return None
+    clock = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id, SlaClock.target == target)).first()
+    if clock is not None and clock.state != "cancelled":
+        return None
+
+    clock = clock or SlaClock(ticket_id=ticket.id, target=target, policy=policy.id, calendar=spec.calendar,
+                              duration_seconds=spec.duration_seconds, started_at=now, due_at=now)
+    clock.policy, clock.calendar, clock.duration_seconds = policy.id, spec.calendar, spec.duration_seconds
+    clock.owner = spec.owner
+    clock.started_at, clock.state, clock.paused_at, clock.paused_seconds = now, "running", None, 0
+    clock.breached_at = clock.met_at = clock.warned_at = None
+    schedule(clock, spec, calendars[spec.calendar])
+    session.add(clock)
+    session.flush()
+
+    record_event(session, ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
+                 data={"target": target, "owner": clock.owner, "policy": policy.id, "calendar": spec.calendar,
+                       "due_at": isoformat(clock.due_at), "warn_at": isoformat(clock.warn_at),
+                       "provisional": clock.provisional})
+    log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, target, policy.id,
+             isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
+    return clock
+
+
+def schedule(clock: SlaClock, spec: TargetSpec, calendar: BusinessCalendar) -> None:
+    """Set due_at, warn_at, provisional and next_check_at from the start, the duration and the paused time."""
+    started = as_aware_utc(clock.started_at)
+    deadline = calendar.add(started, spec.duration_seconds + clock.paused_seconds)
+    clock.due_at = deadline.due_at
+    clock.provisional = deadline.provisional
+    clock.warn_at = None
+    offset = spec.warn_offset_seconds
+    if offset is not None:
+        warning = calendar.add(started, offset + clock.paused_seconds)
+        clock.warn_at = warning.due_at
+        clock.provisional = clock.provisional or warning.provisional
+    clock.next_check_at = next_check(clock)
+
+
+def next_check(clock: SlaClock) -> datetime:
+    """The warning instant while a warning is still to come, else the due instant."""
+    warning_ahead = clock.warn_at is not None and clock.warned_at is None
+    if warning_ahead and as_aware_utc(clock.warn_at) < as_aware_utc(clock.due_at):
+        return as_aware_utc(clock.warn_at)
+    return as_aware_utc(clock.due_at)
+
+
+def spec_of(clock: SlaClock, policies: PolicySet) -> TargetSpec:
+    """The clock's target as its policy defines it now, or its stored figures without a warning."""
+    policy = policies.by_id(clock.policy)
+    for specs in (policy.targets.values() if policy else ()):
+        spec = specs.get(clock.target)
+        if spec is not None and (spec.duration_seconds, spec.calendar) == (clock.duration_seconds, clock.calendar):
+            return spec
+    return TargetSpec(target=clock.target, duration_seconds=clock.duration_seconds, calendar=clock.calendar)
+
+
+@event.listens_for(SlaClock, "before_insert")
+def _default_next_check(_mapper, _connection, clock: SlaClock) -> None:
+    """Give a clock inserted without a next check its due instant, so the sweep still finds it."""
+    if clock.next_check_at is None and clock.state == "running":
+        clock.next_check_at = clock.due_at
 
 
 def recompute_clocks(
@@ -102,7 +209,7 @@ def recompute_clocks(
             continue
         _apply_target(session, ticket, clock, policy.id, spec, calendars, now, actor, reason)
 
-    refresh_ticket_due(session, ticket)
+    _refresh(session, ticket)
 
 
 def _apply_target(
@@ -116,30 +223,25 @@ def _apply_target(
     actor: str,
     reason: str,
 ) -> None:
-    calendar = calendars[spec.calendar]
-    deadline = calendar.add(as_aware_utc(clock.started_at), spec.duration_seconds + clock.paused_seconds)
     previous_due = as_aware_utc(clock.due_at)
+    previous_warn = clock.warn_at and as_aware_utc(clock.warn_at)
     previous_policy = clock.policy
-    unchanged = (clock.policy, clock.calendar, clock.duration_seconds, previous_due) == (
-        policy_id, spec.calendar, spec.duration_seconds, deadline.due_at)
-    if unchanged:
+    clock.policy, clock.calendar, clock.duration_seconds = policy_id, spec.calendar, spec.duration_seconds
+    schedule(clock, spec, calendars[spec.calendar])
+    if (previous_policy, as_aware_utc(clock.due_at), clock.warn_at and as_aware_utc(clock.warn_at)) == (
+            policy_id, previous_due, previous_warn):
         return
 
-    clock.policy = policy_id
-    clock.calendar = spec.calendar
-    clock.duration_seconds = spec.duration_seconds
-    clock.due_at = deadline.due_at
-    clock.provisional = deadline.provisional
     was_breached = clock.breached_at is not None
     reference = as_aware_utc(clock.paused_at) if clock.state == "paused" else now
-    clock.breached_at = deadline.due_at if deadline.due_at <= reference else None
+    clock.breached_at = clock.due_at if as_aware_utc(clock.due_at) <= reference else None
     session.add(clock)
 
     record_event(session, ticket, kind="sla_recomputed", actor=actor, reason=reason, at=now,
                  from_value=isoformat(previous_due), to_value=isoformat(clock.due_at),
                  data={"target": clock.target, "policy": policy_id, "previous_policy": previous_policy,
                        "calendar": spec.calendar, "due_at": isoformat(clock.due_at),
-                       "breached_at": isoformat(clock.breached_at)})
+                       "warn_at": isoformat(clock.warn_at), "breached_at": isoformat(clock.breached_at)})
     log.info("SLA: ticket %s clock %s moved from %s to %s by %s (%s)", ticket.number, clock.target,
              isoformat(previous_due), isoformat(clock.due_at), actor, "breached" if clock.breached_at else "on time")
 
@@ -148,39 +250,75 @@ def _apply_target(
         add_breach_notice(session, ticket, clock)
 
 
-def mark_met(session: Session, ticket: Ticket, targets: Iterable[str], now: datetime, actor: str) -> None:
-    """Stop the active clocks of `targets` as met at `now`. A clock met at or after its due_at is breached."""
+def mark_met(
+    session: Session, ticket: Ticket, targets: Iterable[str], now: datetime, actor: str,
+    policies: PolicySet | None = None, calendars: dict[str, BusinessCalendar] | None = None,
+) -> None:
+    """Stop the active clocks of `targets` as met at `now`. A clock met at or after its due_at is breached.
+
+    Meeting resolution also meets on_site, drops a dispatch_accept that no agency answered, and
+    starts follow_up.
+    """
     requested = set(targets)
+    if "resolution" in requested:
+        requested.add("on_site")
     for clock in _ticket_clocks(session, ticket):
-        if clock.target not in requested or clock.state not in ACTIVE_STATES:
+        if clock.state not in ACTIVE_STATES:
             continue
+        if clock.target in requested:
+            _meet(session, ticket, clock, now, actor)
+        elif clock.target == "dispatch_accept" and "resolution" in requested:
+            clock.state = "cancelled"
+            session.add(clock)
 
-        # A paused clock stood still at paused_at, so lateness is judged at that instant.
-        stopped_at = as_aware_utc(clock.paused_at) if clock.state == "paused" else now
-        if clock.breached_at is None and as_aware_utc(clock.due_at) <= stopped_at:
-            clock.breached_at = clock.due_at
-        clock.state = "met"
-        clock.met_at = now
-        clock.paused_at = None
-        session.add(clock)
-
-        record_event(session, ticket, kind="sla_met", actor=actor, at=now,
-                     data={"target": clock.target, "due_at": isoformat(clock.due_at), "met_at": isoformat(now),
-                           "late": clock.breached_at is not None})
-        log.info("SLA: ticket %s clock %s met by %s%s", ticket.number, clock.target, actor,
-                 " late" if clock.breached_at is not None else "")
-
-    refresh_ticket_due(session, ticket)
+    if "resolution" in requested:
+        _start_follow_up(session, ticket, now, policies, calendars)
+    _refresh(session, ticket)
 
 
-def pause_clocks(session: Session, ticket: Ticket, now: datetime, actor: str) -> None:
-    """Pause the running clocks of a ticket that is waiting for the caller.
+def _start_follow_up(
+    session: Session, ticket: Ticket, now: datetime, policies: PolicySet | None,
+    calendars: dict[str, BusinessCalendar] | None,
+) -> None:
+    from hotline.runtime import current
+    from hotline.tickets import facts_for
+
+    runtime = current()
+    start_target(session, ticket, "follow_up", facts_for(session, runtime, ticket, now),
+                 policies or runtime.component("sla_policies"),
+                 calendars if calendars is not None else runtime.component("calendars"), now)
+
+
+def _meet(session: Session, ticket: Ticket, clock: SlaClock, now: datetime, actor: str) -> None:
+    # A paused clock stood still at paused_at, so lateness is judged at that instant.
+    stopped_at = as_aware_utc(clock.paused_at) if clock.state == "paused" else now
+    if clock.breached_at is None and as_aware_utc(clock.due_at) <= stopped_at:
+        clock.breached_at = clock.due_at
+    clock.state = "met"
+    clock.met_at = now
+    clock.paused_at = None
+    session.add(clock)
+
+    record_event(session, ticket, kind="sla_met", actor=actor, at=now,
+                 data={"target": clock.target, "due_at": isoformat(clock.due_at), "met_at": isoformat(now),
+                       "late": clock.breached_at is not None})
+    log.info("SLA: ticket %s clock %s met by %s%s", ticket.number, clock.target, actor,
+             " late" if clock.breached_at is not None else "")
+
+
+def pause_clocks(
+    session: Session, ticket: Ticket, now: datetime, actor: str, policies: PolicySet | None = None
+) -> None:
+    """Pause the running clocks that the ticket's policy names in pause_while_waiting.
 
     A clock already past its due_at keeps running, because pausing it would hide a breach the sweep
     has not flagged yet.
     """
+    policies, _ = _components(policies, {})
     for clock in _ticket_clocks(session, ticket):
         if clock.state != "running" or as_aware_utc(clock.due_at) <= now:
+            continue
+        if clock.target not in _pausing_targets(policies, clock.policy):
             continue
         clock.state = "paused"
         clock.paused_at = now
@@ -189,13 +327,22 @@ def pause_clocks(session: Session, ticket: Ticket, now: datetime, actor: str) ->
                      data={"target": clock.target, "due_at": isoformat(clock.due_at)})
         log.info("SLA: ticket %s clock %s paused by %s", ticket.number, clock.target, actor)
 
-    refresh_ticket_due(session, ticket)
+    _refresh(session, ticket)
+
+
+def _pausing_targets(policies: PolicySet, policy_id: str) -> frozenset[str]:
+    policy = policies.by_id(policy_id)
+    if policy is not None:
+        return policy.pause_while_waiting
+    return frozenset(target for target, owner in TARGET_OWNERS.items() if owner == "hotline")
 
 
 def resume_clocks(
-    session: Session, ticket: Ticket, calendars: dict[str, BusinessCalendar], now: datetime, actor: str
+    session: Session, ticket: Ticket, calendars: dict[str, BusinessCalendar], now: datetime, actor: str,
+    policies: PolicySet | None = None,
 ) -> None:
     """Restart the paused clocks of a ticket, moving each due_at later by the working time it stood paused."""
+    policies, _ = _components(policies, calendars)
     for clock in _ticket_clocks(session, ticket):
         if clock.state != "paused":
             continue
@@ -204,9 +351,8 @@ def resume_clocks(
         previous_due = as_aware_utc(clock.due_at)
 
         clock.paused_seconds += pause.seconds
-        deadline = calendar.add(as_aware_utc(clock.started_at), clock.duration_seconds + clock.paused_seconds)
-        clock.due_at = deadline.due_at
-        clock.provisional = deadline.provisional or pause.provisional
+        schedule(clock, spec_of(clock, policies), calendar)
+        clock.provisional = clock.provisional or pause.provisional
         clock.state = "running"
         clock.paused_at = None
         session.add(clock)
@@ -217,14 +363,43 @@ def resume_clocks(
         log.info("SLA: ticket %s clock %s resumed by %s after %s working seconds, due %s", ticket.number,
                  clock.target, actor, pause.seconds, isoformat(clock.due_at))
 
-    refresh_ticket_due(session, ticket)
+    _refresh(session, ticket)
 
 
 def refresh_ticket_due(session: Session, ticket: Ticket) -> None:
-    """Set ticket.due_at to the earliest due_at of its running clocks, or None when none is running."""
+    """Set ticket.due_at to the earliest due_at of its running clocks, or None when none is running.
+
+    Every status change ends here with the new status set, so this also keeps follow_up in step with
+    it: a closed ticket has had its follow-up call, so follow_up is met at ticket.updated_at; a
+    reopened ticket has no follow-up due, so follow_up is cancelled until the next resolution starts
+    it again.
+    """
+    for clock in _ticket_clocks(session, ticket):
+        if clock.target != "follow_up" or clock.state not in ACTIVE_STATES:
+            continue
+        if ticket.status == "closed":
+            _meet(session, ticket, clock, as_aware_utc(ticket.updated_at), SYSTEM)
+        elif ticket.status not in FOLLOW_UP_STATUSES:
+            clock.state = "cancelled"
+            session.add(clock)
+    _refresh(session, ticket)
+
+
+def _refresh(session: Session, ticket: Ticket) -> None:
     running = [as_aware_utc(clock.due_at) for clock in _ticket_clocks(session, ticket) if clock.state == "running"]
     ticket.due_at = min(running) if running else None
     session.add(ticket)
+
+
+def working_seconds(clock: SlaClock, calendar: BusinessCalendar, now: datetime) -> int:
+    """Working time the clock has counted so far: from its start to its stop, minus the time it stood paused."""
+    if clock.state == "met":
+        end = as_aware_utc(clock.met_at)
+    elif clock.state == "paused":
+        end = as_aware_utc(clock.paused_at)
+    else:
+        end = max(now, as_aware_utc(clock.started_at))
+    return calendar.elapsed(as_aware_utc(clock.started_at), end).seconds - clock.paused_seconds
 
 
 def clock_view(clock: SlaClock) -> dict[str, Any]:
@@ -234,9 +409,11 @@ def clock_view(clock: SlaClock) -> dict[str, Any]:
         state = "breached"
     return {
         "target": clock.target,
+        "owner": clock.owner,
         "policy": clock.policy,
         "calendar": clock.calendar,
         "due_at": isoformat(clock.due_at),
+        "warn_at": isoformat(clock.warn_at),
         "state": state,
         "breached_at": isoformat(clock.breached_at),
         "paused_seconds": clock.paused_seconds,
@@ -245,13 +422,43 @@ def clock_view(clock: SlaClock) -> dict[str, Any]:
     }
 
 
-def add_breach_notice(session: Session, ticket: Ticket, clock: SlaClock) -> None:
-    """Queue one supervisor message for a breached clock. Its idempotency key makes a repeat a no-op."""
+def breach_notice_body(ticket: Ticket, clock: SlaClock) -> str:
     label = TARGET_LABELS.get(clock.target, clock.target)
     due = local(clock.due_at, SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    body = f"【59200496】工单 {ticket.number} 的「{label}」已超时（时限 {due}，北京时间），请督办。"
+    return f"【59200496】工单 {ticket.number} 的「{label}」已超时（时限 {due}，北京时间），请督办。"
+
+
+def warning_notice_body(ticket: Ticket, clock: SlaClock) -> str:
+    label = TARGET_LABELS.get(clock.target, clock.target)
+    due = local(clock.due_at, SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    owner = "代理机构" if clock.owner == "agency" else "热线"
+    return f"【59200496】工单 {ticket.number} 的「{label}」（{owner}负责）即将超时，时限 {due}（北京时间），请跟进。"
+
+
+def add_breach_notice(session: Session, ticket: Ticket, clock: SlaClock) -> None:
+    """Queue one supervisor message for a breached clock. Its idempotency key makes a repeat a no-op."""
+    body = breach_notice_body(ticket, clock)
     outbox.add_message(session, channel="supervisor", recipient=outbox.SUPERVISOR, body=body,
                        idempotency_key=f"sla-breach:{clock.id}", ticket_id=ticket.id)
+
+
+def add_warning_notice(session: Session, ticket: Ticket, clock: SlaClock) -> None:
+    """Queue one supervisor message for a clock close to its due instant, keyed per clock."""
+    body = warning_notice_body(ticket, clock)
+    outbox.add_message(session, channel="supervisor", recipient=outbox.SUPERVISOR, body=body,
+                       idempotency_key=f"sla-warning:{clock.id}", ticket_id=ticket.id)
+
+
+def _components(
+    policies: PolicySet | None, calendars: dict[str, BusinessCalendar] | None
+) -> tuple[PolicySet, dict[str, BusinessCalendar]]:
+    if policies is not None and calendars is not None:
+        return policies, calendars
+    from hotline.runtime import current
+
+    runtime = current()
+    return (policies or runtime.component("sla_policies"),
+            calendars if calendars is not None else runtime.component("calendars"))
 
 
 def _ticket_clocks(session: Session, ticket: Ticket) -> list[SlaClock]:

@@ -12,10 +12,21 @@ import yaml
 
 from hotline.rules.expressions import Condition, RuleError, compile_condition
 from hotline.sla.calendars import BusinessCalendar, parse_duration
-from hotline.vocabulary import PRIORITIES, SLA_TARGETS
+from hotline.vocabulary import PRIORITIES
 
 _WORKING_DAYS = re.compile(r"(\d+) working days?")
-_POLICY_KEYS = ("id", "description", "condition", "calendar", "targets")
+_POLICY_KEYS = ("id", "description", "condition", "calendar", "targets", "pause_while_waiting")
+_PRIORITY_SETTINGS = ("calendar", "warn_before")
+
+# Target -> who must meet it. A clock of the hotline waits on operators, one of the agency on the agency.
+TARGET_OWNERS = {
+    "first_response": "hotline",
+    "dispatch_accept": "agency",
+    "on_site": "agency",
+    "resolution": "hotline",
+    "follow_up": "hotline",
+}
+TARGETS = tuple(TARGET_OWNERS)
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,18 @@ class TargetSpec:
     target: str
     duration_seconds: int
     calendar: str
+    warn_before_seconds: int | None = None
+
+    @property
+    def owner(self) -> str:
+        return TARGET_OWNERS[self.target]
+
+    @property
+    def warn_offset_seconds(self) -> int | None:
+        """Working seconds from the start to the warning, or None when the target is not longer than the lead."""
+        if self.warn_before_seconds is None or self.warn_before_seconds >= self.duration_seconds:
+            return None
+        return self.duration_seconds - self.warn_before_seconds
 
 
 @dataclass(frozen=True)
@@ -31,6 +54,8 @@ class Policy:
     description: str
     condition: Condition
     targets: dict[str, dict[str, TargetSpec]]
+    pause_while_waiting: frozenset[str] = frozenset(
+        target for target, owner in TARGET_OWNERS.items() if owner == "hotline")
 
     def targets_for(self, priority: int) -> dict[str, TargetSpec]:
         return self.targets.get(f"P{priority}", {})
@@ -40,6 +65,9 @@ class Policy:
 class PolicySet:
     version: str
     policies: list[Policy]
+
+    def by_id(self, policy_id: str) -> Policy | None:
+        return next((policy for policy in self.policies if policy.id == policy_id), None)
 
     def choose(self, facts: Mapping[str, Any]) -> Policy:
         """Return the first policy whose condition matches `facts` and that lists the facts' priority.
@@ -64,10 +92,11 @@ def load_policies(path: Path, calendars: dict[str, BusinessCalendar]) -> PolicyS
     if not isinstance(version, str | int | float) or not str(version).strip():
         raise RuleError(f"{where}: 'version' is missing: expected a string such as \"2026.1\"")
     working_day = _read_working_day(document.get("working_day"), where)
+    warn_before = _read_warn_before(document.get("warn_before"), where)
 
     policies = []
     for index, raw in enumerate(document["policies"], start=1):
-        policy = _build_policy(raw, index, where, calendars, working_day)
+        policy = _build_policy(raw, index, where, calendars, working_day, warn_before)
         if any(existing.id == policy.id for existing in policies):
             raise RuleError(f"{where}, policy {policy.id!r}: the id is used twice")
         policies.append(policy)
@@ -97,8 +126,18 @@ def _read_working_day(raw: Any, where: str) -> int | None:
         raise RuleError(f"{where}: working_day: {error}") from None
 
 
+def _read_warn_before(raw: Any, where: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return parse_duration(str(raw))
+    except ValueError as error:
+        raise RuleError(f"{where}: warn_before: {error}") from None
+
+
 def _build_policy(
-    raw: Any, index: int, where: str, calendars: dict[str, BusinessCalendar], working_day: int | None
+    raw: Any, index: int, where: str, calendars: dict[str, BusinessCalendar], working_day: int | None,
+    warn_before: int | None,
 ) -> Policy:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"].strip():
         raise RuleError(f"{where}, policy #{index}: expected a mapping with a non-empty string 'id'")
@@ -117,31 +156,55 @@ def _build_policy(
     for priority, entries in targets_raw.items():
         if priority not in PRIORITIES:
             raise RuleError(f"{where}: priority {priority!r} is invalid: expected one of {', '.join(PRIORITIES)}")
-        targets[priority] = _build_targets(entries, f"{where}, {priority}", default_calendar, calendars, working_day)
-    return Policy(id=raw["id"], description=str(raw.get("description") or ""), condition=condition, targets=targets)
+        targets[priority] = _build_targets(entries, f"{where}, {priority}", default_calendar, calendars, working_day,
+                                           warn_before)
+    policy = Policy(id=raw["id"], description=str(raw.get("description") or ""), condition=condition, targets=targets)
+    if "pause_while_waiting" in raw:
+        pausing = raw["pause_while_waiting"] or []
+        if not isinstance(pausing, list) or any(target not in TARGETS for target in pausing):
+            raise RuleError(f"{where}: pause_while_waiting {pausing!r} is invalid: expected a list of "
+                            f"{', '.join(TARGETS)}")
+        policy = Policy(policy.id, policy.description, condition, targets, frozenset(pausing))
+    return policy
 
 
 def _build_targets(
-    raw: Any, where: str, default_calendar: Any, calendars: dict[str, BusinessCalendar], working_day: int | None
+    raw: Any, where: str, default_calendar: Any, calendars: dict[str, BusinessCalendar], working_day: int | None,
+    warn_before: int | None,
 ) -> dict[str, TargetSpec]:
+    """Targets of one priority. A target is "duration" or {duration, calendar}; `calendar` and
+    `warn_before` beside the targets apply to all of them."""
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: expected a mapping from target name to duration")
-    calendar = raw.get("calendar", default_calendar)
+    shared_calendar = raw.get("calendar", default_calendar)
+    if "warn_before" in raw:
+        warn_before = _read_warn_before(raw["warn_before"], where)
+
+    specs = {}
+    for target, value in raw.items():
+        if target in _PRIORITY_SETTINGS:
+            continue
+        if target not in TARGETS:
+            raise RuleError(f"{where}: target {target!r} is invalid: expected one of {', '.join(TARGETS)}")
+        duration, calendar = value, shared_calendar
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"duration", "calendar"})
+            if unknown or "duration" not in value:
+                raise RuleError(f"{where}, {target}: expected a duration or a mapping with duration and calendar")
+            duration, calendar = value["duration"], value.get("calendar", shared_calendar)
+        _check_calendar(calendar, calendars, f"{where}, {target}")
+        seconds = _parse_target_duration(duration, working_day, f"{where}, {target}")
+        specs[target] = TargetSpec(target=target, duration_seconds=seconds, calendar=calendar,
+                                   warn_before_seconds=warn_before)
+    if not specs:
+        raise RuleError(f"{where}: no targets listed: expected at least one of {', '.join(TARGETS)}")
+    return specs
+
+
+def _check_calendar(calendar: Any, calendars: dict[str, BusinessCalendar], where: str) -> None:
     if calendar not in calendars:
         defined = ", ".join(sorted(calendars))
         raise RuleError(f"{where}: calendar {calendar!r} is not defined; defined calendars: {defined}")
-
-    specs = {}
-    for target, duration in raw.items():
-        if target == "calendar":
-            continue
-        if target not in SLA_TARGETS:
-            raise RuleError(f"{where}: target {target!r} is invalid: expected one of {', '.join(SLA_TARGETS)}")
-        seconds = _parse_target_duration(duration, working_day, f"{where}, {target}")
-        specs[target] = TargetSpec(target=target, duration_seconds=seconds, calendar=calendar)
-    if not specs:
-        raise RuleError(f"{where}: no targets listed: expected at least one of {', '.join(SLA_TARGETS)}")
-    return specs
 
 
 def _parse_target_duration(raw: Any, working_day: int | None, where: str) -> int:
