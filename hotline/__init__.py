@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.runtime import Runtime
@@ -14,7 +15,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
-    from hotline.web import offers
+    from hotline.web import auth, offers, queue, ticket_pages
 
     runtime = install(runtime or build_runtime())
     settings = runtime.settings
@@ -24,6 +25,10 @@ def create_app(runtime: Runtime | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # A form stays valid for a whole shift; the token is still bound to the login session.
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
     app.json.ensure_ascii = False
     app.json.sort_keys = False
@@ -34,8 +39,15 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.extensions["hotline"] = runtime
     init_babel(app)
     register_error_handlers(app)
-    for blueprint in (v1.bp, twilio.bp, offers.bp):
+    for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp):
         app.register_blueprint(blueprint)
+
+    # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed
+    # links; every other form needs the session's CSRF token.
+    csrf = CSRFProtect(app)
+    for blueprint in (v1.bp, twilio.bp, offers.bp):
+        csrf.exempt(blueprint)
+    auth.init_login(app)
 
     @app.get("/healthz")
     def healthz():

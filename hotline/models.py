@@ -147,13 +147,19 @@ class Offer(SQLModel, table=True):
 
 
 class SlaClock(SQLModel, table=True):
-    """One SLA target of one ticket; the sweep reads the partial index over running, unbreached clocks."""
+    """One SLA target of one ticket; the sweep reads the partial indexes over running, unbreached clocks."""
 
     __table_args__ = (
         UniqueConstraint("ticket_id", "target", name="uq_sla_clock_ticket_target"),
         Index("ix_sla_clock_due_open", "due_at",
               postgresql_where=text("state = 'running' AND breached_at IS NULL"),
               sqlite_where=text("state = 'running' AND breached_at IS NULL")),
+        Index("ix_sla_clock_check_open", "next_check_at",
+              postgresql_where=text("state = 'running' AND breached_at IS NULL"),
+              sqlite_where=text("state = 'running' AND breached_at IS NULL")),
+        Index("ix_sla_clock_provisional_open", "id",
+              postgresql_where=text("provisional AND state IN ('running', 'paused')"),
+              sqlite_where=text("provisional AND state IN ('running', 'paused')")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -170,6 +176,10 @@ class SlaClock(SQLModel, table=True):
     breached_at: datetime | None = None
     met_at: datetime | None = None
     provisional: bool = False
+    owner: str = Field(default="hotline", max_length=16, description="Who must meet the target: hotline or agency.")
+    warn_at: datetime | None = Field(default=None, description="When the at-risk warning is due; None for no warning.")
+    warned_at: datetime | None = None
+    next_check_at: datetime | None = Field(default=None, description="When the sweep next looks at this clock.")
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -220,3 +230,22 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One try at the staff login page, kept for audit and for the lockout after repeated failures.
+
+    `outcome` is ok, bad_password, unknown_user, inactive or locked. The username is stored as typed,
+    so failures against a name that does not exist lock it out just like a real one.
+    """
+
+    __table_args__ = (Index("ix_loginattempt_username_at", "username", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    at: datetime = Field(default_factory=now)
+    succeeded: bool = False
+    outcome: str = Field(max_length=16)
+    remote_addr: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=200)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from hotline import intake, tickets
 from hotline.api.auth import STAFF_ROLES, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
+from hotline.api.idempotency import run_idempotent
 from hotline.api.views import agency_view, ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
@@ -33,29 +30,12 @@ bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-CONFLICT_RETRIES = 3
 # Statuses an operator may ask for; dispatch sets dispatching and dispatched itself.
 OPERATOR_STATUSES = sorted({status for targets in TRANSITIONS.values() for status in targets})
 
 
 def runtime():
     return current_app.extensions["hotline"]
-
-
-def run_idempotent(work: Callable[[Session], Any]) -> Any:
-    """Run `work` in a transaction, retrying when a concurrent duplicate won the unique constraint.
-
-    The retry then finds the row the other request committed, so both requests answer with the same
-    ticket and only one was written.
-    """
-    for attempt in range(CONFLICT_RETRIES):
-        try:
-            with runtime().transaction() as session:
-                return work(session)
-        except IntegrityError:
-            if attempt == CONFLICT_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 @bp.post("/referrals")
@@ -68,7 +48,7 @@ def create_referral():
         result = intake.take_referral(session, runtime(), caller.source, body, caller.token_id, now())
         return result.created, ticket_detail(session, result.ticket, caller.may_see_phones, current_language())
 
-    created, view = run_idempotent(work)
+    created, view = run_idempotent(runtime(), work)
     response = jsonify(view)
     response.status_code = 201 if created else 200
     response.headers["Location"] = url_for("api_v1.get_ticket", number=view["number"])
@@ -187,6 +167,28 @@ def overdue():
         items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language())
                  for ticket, _ in rows[:limit]]
     return jsonify({"items": items, "next": _next_url("api_v1.overdue", offset + limit, len(rows) > limit)})
+
+
+@bp.get("/sla/at-risk")
+@require(roles=STAFF_ROLES)
+def at_risk():
+    """Open tickets with a warned running clock not yet breached, the soonest due first."""
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, 10_000_000)
+    with runtime().transaction() as session:
+        rows = session.exec(
+            select(Ticket, func.min(SlaClock.due_at))
+            .join(SlaClock, SlaClock.ticket_id == Ticket.id)
+            .where(SlaClock.state == "running").where(SlaClock.breached_at.is_(None))
+            .where(SlaClock.warned_at.is_not(None))
+            .where(Ticket.status.in_(OPEN_STATUSES))
+            .group_by(Ticket.id).order_by(func.min(SlaClock.due_at), Ticket.id)
+            .offset(offset).limit(limit + 1)
+        ).all()
+        towns = town_names(session)
+        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language())
+                 for ticket, _ in rows[:limit]]
+    return jsonify({"items": items, "next": _next_url("api_v1.at_risk", offset + limit, len(rows) > limit)})
 
 
 @bp.get("/agencies")

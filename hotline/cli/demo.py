@@ -109,7 +109,8 @@ def print_welcome(settings: Settings, credentials: dict, host: str, port: int) -
         "",
         f"青浦区殡仪馆白事服务专线 59200496 — hotline demo at {url}",
         f"  database:   {settings.database_url}",
-        "  staff accounts operator, supervisor and admin act through the API tokens below",
+        f"  web login:  {url}/login  (operator, supervisor or admin; password {credentials['password']})",
+        "  the same staff accounts act through the API tokens below",
         f"  Twilio auth token for signed webhooks: {credentials['twilio_auth_token']}",
         "  API tokens:",
     ]

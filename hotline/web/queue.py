@@ -1,0 +1,183 @@
+"""The operators' queue: open tickets in serving order, filters, SLA colours and "claim next"."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from flask_login import current_user, login_required
+from sqlmodel import Session, func, select
+
+from hotline import tickets
+from hotline.api.views import town_names
+from hotline.clock import now
+from hotline.i18n import current_language
+from hotline.models import SlaClock, Ticket, Town, User
+from hotline.phones import mask
+from hotline.vocabulary import CATEGORIES, OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, label
+from hotline.web import display
+
+log = logging.getLogger("hotline.web.queue")
+
+bp = Blueprint("web_queue", __name__)
+
+QUEUE_PAGE_SIZE = 200
+CLAIM_CANDIDATES = 20
+# How often the open queue page fetches its rows again. app.config may override it as QUEUE_REFRESH_SECONDS.
+REFRESH_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """The queue's filters, each None when not set. Values outside the vocabulary are ignored."""
+
+    status: str | None = None
+    priority: int | None = None
+    category: str | None = None
+    source: str | None = None
+    town: str | None = None
+
+    @classmethod
+    def from_args(cls, args, town_codes) -> QueueFilters:
+        priority = args.get("priority")
+        return cls(
+            status=args.get("status") if args.get("status") in OPEN_STATUSES else None,
+            priority=int(priority[1]) if priority in PRIORITIES else None,
+            category=args.get("category") if args.get("category") in CATEGORIES else None,
+            source=args.get("source") if args.get("source") in SOURCES else None,
+            town=args.get("town") if args.get("town") in town_codes else None,
+        )
+
+    def apply(self, query):
+        query = query.where(Ticket.status == self.status) if self.status else \
+            query.where(Ticket.status.in_(OPEN_STATUSES))
+        if self.priority:
+            query = query.where(Ticket.priority == self.priority)
+        if self.category:
+            query = query.where(Ticket.category == self.category)
+        if self.source:
+            query = query.where(Ticket.source == self.source)
+        if self.town:
+            query = query.where(Ticket.town_code == self.town)
+        return query
+
+    def as_args(self) -> dict[str, str]:
+        values = {"status": self.status, "priority": f"P{self.priority}" if self.priority else None,
+                  "category": self.category, "source": self.source, "town": self.town}
+        return {key: value for key, value in values.items() if value}
+
+
+def runtime():
+    return current_app.extensions["hotline"]
+
+
+@bp.get("/")
+@login_required
+def queue():
+    context = _queue_context()
+    return render_template("queue.html", **context)
+
+
+@bp.get("/queue/rows")
+@login_required
+def queue_rows():
+    """The queue table's body alone, which the page fetches every REFRESH_SECONDS."""
+    return render_template("_queue_rows.html", **_queue_context())
+
+
+@bp.post("/queue/claim-next")
+@login_required
+def claim_next():
+    """Claim the first unassigned open ticket in queue order and open it.
+
+    Candidates are tried in order; when another operator's claim wins one (the conditional update in
+    tickets.claim returns False), the next candidate is tried, so two operators never get the same one.
+    """
+    at = now()
+    with runtime().transaction() as session:
+        candidates = session.exec(
+            select(Ticket).where(Ticket.status.in_(OPEN_STATUSES)).where(Ticket.assigned_to_id.is_(None))
+            .order_by(*tickets.queue_order()).limit(CLAIM_CANDIDATES)
+        ).all()
+        for ticket in candidates:
+            if tickets.claim(session, runtime(), ticket, current_user.id, current_user.actor, at):
+                log.info("Web queue: %s claimed %s as next", current_user.username, ticket.number)
+                flash(gettext("You have claimed ticket %(number)s.", number=ticket.number), "success")
+                return redirect(url_for("web_tickets.ticket_page", number=ticket.number))
+    flash(gettext("No unassigned ticket is waiting."), "info")
+    return redirect(url_for("web_queue.queue"))
+
+
+def _queue_context() -> dict[str, Any]:
+    at = now()
+    language = current_language()
+    with runtime().transaction() as session:
+        towns = town_names(session)
+        filters = QueueFilters.from_args(request.args, towns)
+        query = filters.apply(select(Ticket))
+        rows = session.exec(query.order_by(*tickets.queue_order()).limit(QUEUE_PAGE_SIZE)).all()
+        total = session.exec(filters.apply(select(func.count(Ticket.id)))).one()
+        users = _user_names(session)
+        clocks = _running_clocks(session, [ticket.id for ticket in rows])
+        town_options = session.exec(select(Town).order_by(Town.code)).all()
+
+    return {
+        "rows": [_row(ticket, towns, users, clocks.get(ticket.id, []), at, language) for ticket in rows],
+        "total": total,
+        "filters": filters,
+        "filter_args": filters.as_args(),
+        "options": _filter_options(town_options, language),
+        "refresh_seconds": current_app.config.get("QUEUE_REFRESH_SECONDS", REFRESH_SECONDS),
+        "language": language,
+        "updated_at": display.show_time(at, runtime().settings.timezone),
+    }
+
+
+def _row(ticket: Ticket, towns, users, clocks: list[SlaClock], at: datetime, language: str) -> dict[str, Any]:
+    text_key = "text_en" if language == "en" else "text_zh"
+    due_clock = next((clock for clock in clocks if clock.due_at == ticket.due_at), None)
+    breached = any(clock.breached_at is not None for clock in clocks)
+    state = display.sla_state(ticket.due_at, getattr(due_clock, "warn_at", None), breached, at)
+    return {
+        "number": ticket.number,
+        "priority": f"P{ticket.priority}",
+        "reasons": [reason.get(text_key) or reason.get("text_zh") for reason in ticket.priority_reasons or []],
+        "category": label(CATEGORIES, ticket.category, language),
+        "source": label(SOURCES, ticket.source, language),
+        "town": towns.get(ticket.town_code, "") if ticket.town_code else "",
+        "caller": mask(ticket.caller_phone) or "",
+        "sla_state": state,
+        "countdown": display.countdown_text(ticket.due_at, at, language),
+        "due": display.show_time(ticket.due_at, runtime().settings.timezone),
+        "status": label(STATUSES, ticket.status, language),
+        "assignee": users.get(ticket.assigned_to_id, "") if ticket.assigned_to_id else "",
+        "unassigned": ticket.assigned_to_id is None,
+    }
+
+
+def _running_clocks(session: Session, ticket_ids: list[int]) -> dict[int, list[SlaClock]]:
+    if not ticket_ids:
+        return {}
+    grouped: dict[int, list[SlaClock]] = {}
+    for clock in session.exec(select(SlaClock).where(SlaClock.ticket_id.in_(ticket_ids))
+                              .where(SlaClock.state == "running")).all():
+        grouped.setdefault(clock.ticket_id, []).append(clock)
+    return grouped
+
+
+def _user_names(session: Session) -> dict[int, str]:
+    return {user.id: user.display_name for user in session.exec(select(User)).all()}
+
+
+def _filter_options(towns: list[Town], language: str) -> dict[str, list[tuple[str, str]]]:
+    return {
+        "status": [(code, label(STATUSES, code, language)) for code in OPEN_STATUSES],
+        "priority": [(code, code) for code in PRIORITIES],
+        "category": [(code, label(CATEGORIES, code, language)) for code in CATEGORIES],
+        "source": [(code, label(SOURCES, code, language)) for code in SOURCES],
+        "town": [(town.code, town.name) for town in towns],
+    }

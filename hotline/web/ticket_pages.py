@@ -1,0 +1,250 @@
+"""The ticket page (details, timeline, SLA clocks, rule trace, offers, claim, status change) and new tickets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from flask_login import current_user, login_required
+from sqlmodel import Session, select
+from werkzeug.datastructures import MultiDict
+
+from hotline import phones, tickets
+from hotline.clock import now
+from hotline.i18n import current_language
+from hotline.models import Agency, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
+from hotline.vocabulary import (
+    CATEGORIES,
+    CHANNELS,
+    FINAL_STATUSES,
+    FLAGS,
+    NEEDS,
+    SOURCES,
+    STATUSES,
+    TRANSITIONS,
+    label,
+)
+from hotline.web import display
+
+log = logging.getLogger("hotline.web.tickets")
+
+bp = Blueprint("web_tickets", __name__, url_prefix="/tickets")
+
+HAND_CHANNELS = ("walk_in", "phone")
+NOTE_MAX = 2000
+NAME_MAX = 64
+
+
+def runtime():
+    return current_app.extensions["hotline"]
+
+
+@bp.get("/<number>")
+@login_required
+def ticket_page(number: str):
+    return _render_ticket(number)
+
+
+@bp.post("/<number>/claim")
+@login_required
+def claim(number: str):
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        if ticket.status in FINAL_STATUSES:
+            flash(gettext("Ticket %(number)s is finished and cannot be claimed.", number=number), "error")
+        elif tickets.claim(session, runtime(), ticket, current_user.id, current_user.actor, now()):
+            flash(gettext("You have claimed ticket %(number)s.", number=number), "success")
+        else:
+            flash(gettext("Ticket %(number)s is already claimed by someone else.", number=number), "error")
+    return redirect(url_for("web_tickets.ticket_page", number=number))
+
+
+@bp.post("/<number>/status")
+@login_required
+def change_status(number: str):
+    to_status = request.form.get("to") or ""
+    reason = (request.form.get("reason") or "").strip()[:500] or None
+    try:
+        with runtime().transaction() as session:
+            ticket = _ticket_or_404(session, number)
+            tickets.transition(session, runtime(), ticket, to_status, current_user.actor, reason, now())
+    except tickets.TransitionError as error:
+        return _render_ticket(number, status_error=_transition_message(error), reason=reason or "",
+                              chosen=to_status, http_status=422)
+    flash(gettext("Status changed to %(status)s.", status=label(STATUSES, to_status, current_language())), "success")
+    return redirect(url_for("web_tickets.ticket_page", number=number))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new_ticket():
+    """Open a ticket by hand for a walk-in or a call taken outside the phone system."""
+    with runtime().transaction() as session:
+        towns = session.exec(select(Town).order_by(Town.code)).all()
+    form = request.form if request.method == "POST" else MultiDict()
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        fields, errors = _hand_ticket_fields(request.form, {town.code for town in towns})
+        if not errors:
+            number = _create_hand_ticket(fields)
+            flash(gettext("Ticket %(number)s created.", number=number), "success")
+            return redirect(url_for("web_tickets.ticket_page", number=number))
+    language = current_language()
+    return render_template(
+        "ticket_new.html", form=form, errors=errors, towns=towns, language=language,
+        channels=[(code, label(CHANNELS, code, language)) for code in HAND_CHANNELS],
+        categories=[(code, label(CATEGORIES, code, language)) for code in CATEGORIES],
+        needs=[(code, label(NEEDS, code, language)) for code in NEEDS],
+        flags=[(code, label(FLAGS, code, language)) for code in FLAGS],
+    ), 422 if errors else 200
+
+
+def _hand_ticket_fields(form, town_codes: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check the new-ticket form and return the ticket fields and a message per invalid field."""
+    errors = {}
+    channel = form.get("channel")
+    category = form.get("category")
+    town = form.get("town") or None
+    if channel not in HAND_CHANNELS:
+        errors["channel"] = gettext("Choose how the request came in.")
+    if category not in CATEGORIES:
+        errors["category"] = gettext("Choose a category.")
+    if town is not None and town not in town_codes:
+        errors["town"] = gettext("Choose a town from the list.")
+
+    phone = None
+    raw_phone = (form.get("caller_phone") or "").strip()
+    if raw_phone:
+        try:
+            phone = phones.normalise(raw_phone)
+        except phones.InvalidPhoneNumber:
+            errors["caller_phone"] = gettext(
+                "Phone number %(value)s is not a valid number; write a mobile number such as 13812345678 or a "
+                "landline with its area code such as 021-59200496.", value=raw_phone)
+    elif channel == "phone":
+        errors["caller_phone"] = gettext("A phone call needs the caller's number.")
+
+    fields = {
+        "channel": channel, "source": "resident", "category": category,
+        "needs": [code for code in form.getlist("needs") if code in NEEDS],
+        "flags": [code for code in form.getlist("flags") if code in FLAGS],
+        "town_code": town, "caller_name": (form.get("caller_name") or "").strip()[:NAME_MAX] or None,
+        "caller_phone": phone.e164 if phone else None, "caller_phone_ext": phone.extension if phone else None,
+        "note": (form.get("note") or "").strip()[:NOTE_MAX] or None,
+    }
+    return fields, errors
+
+
+def _create_hand_ticket(fields: dict[str, Any]) -> str:
+    with runtime().transaction() as session:
+        ticket = tickets.create_ticket(session, runtime(), now(), actor=current_user.actor, **fields)
+        tickets.assign_numbers(session, runtime().settings.timezone)
+        number = ticket.number
+    log.info("Web tickets: %s opened %s by hand (%s)", current_user.username, number, fields["channel"])
+    return number
+
+
+def _transition_message(error: tickets.TransitionError) -> str:
+    """Word a refused status change in the page's language, with status labels instead of codes."""
+    language = current_language()
+    params = {key: label(STATUSES, value, language) if key.endswith("status") else value
+              for key, value in error.params.items()}
+    return gettext(error.template, **params)
+
+
+def _render_ticket(number: str, status_error: str | None = None, reason: str = "", chosen: str = "",
+                   http_status: int = 200):
+    language = current_language()
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        context = _ticket_context(session, ticket, language)
+    context.update(status_error=status_error, reason=reason, chosen=chosen, language=language)
+    return render_template("ticket.html", **context), http_status
+
+
+def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str, Any]:
+    at = now()
+    tz = runtime().settings.timezone
+    users = {user.id: user.display_name for user in session.exec(select(User)).all()}
+    agencies = {agency.id: agency.name for agency in session.exec(select(Agency)).all()}
+    town = session.get(Town, ticket.town_code) if ticket.town_code else None
+    referral = session.exec(select(Referral).where(Referral.ticket_id == ticket.id)).first()
+    clocks = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)).all()
+    offers = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).order_by(Offer.attempt)).all()
+    events = session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+                          .order_by(TicketEvent.at, TicketEvent.id)).all()
+    rules = {rule.id: rule for rule in runtime().component("rules").rules}
+
+    return {
+        "ticket": ticket,
+        "town": town.name if town else "",
+        "referral": referral,
+        "source": label(SOURCES, ticket.source, language),
+        "channel": label(CHANNELS, ticket.channel, language),
+        "category": label(CATEGORIES, ticket.category, language),
+        "status": label(STATUSES, ticket.status, language),
+        "needs": [label(NEEDS, code, language) for code in ticket.needs or []],
+        "flags": [label(FLAGS, code, language) for code in ticket.flags or []],
+        "assignee": users.get(ticket.assigned_to_id, "") if ticket.assigned_to_id else "",
+        "created": display.show_time(ticket.created_at, tz),
+        "reasons": [reason.get("text_en" if language == "en" else "text_zh") or reason.get("text_zh")
+                    for reason in ticket.priority_reasons or []],
+        "rule_sentences": display.rule_sentences(ticket.rule_trace, rules, language),
+        "clocks": [_clock_row(clock, at, tz, language) for clock in clocks],
+        "offers": [_offer_row(offer, agencies, at, tz, language) for offer in offers],
+        "events": [_event_row(event, users, agencies, tz, language) for event in events],
+        "targets": [(code, label(STATUSES, code, language), code in tickets.REASON_REQUIRED
+                     or (ticket.status, code) == tickets.REOPEN)
+                    for code in TRANSITIONS.get(ticket.status, ())],
+        "may_claim": ticket.assigned_to_id is None and ticket.status not in FINAL_STATUSES,
+    }
+
+
+def _clock_row(clock: SlaClock, at, tz, language: str) -> dict[str, Any]:
+    state = display.clock_state(clock)
+    live = clock.state == "running"
+    colour = display.sla_state(clock.due_at, getattr(clock, "warn_at", None), clock.breached_at is not None, at) \
+        if live else ("breached" if state == "breached" else "none")
+    return {
+        "target": label(display.SLA_TARGETS, clock.target, language),
+        "due": display.show_time(clock.due_at, tz),
+        "state": label(display.SLA_STATES, state, language),
+        "colour": colour,
+        "countdown": display.countdown_text(clock.due_at, at, language) if live else "",
+        "arithmetic": display.clock_arithmetic(clock, tz, language),
+        "provisional": clock.provisional,
+    }
+
+
+def _offer_row(offer: Offer, agencies, at, tz, language: str) -> dict[str, Any]:
+    pending = offer.state == "pending"
+    return {
+        "agency": agencies.get(offer.agency_id, str(offer.agency_id)),
+        "state": label(display.OFFER_STATES, offer.state, language),
+        "accept_by": display.show_time(offer.accept_by, tz),
+        "countdown": display.countdown_text(offer.accept_by, at, language) if pending else "",
+        "reason": offer.reason,
+        "response_reason": offer.response_reason or "",
+        "code": offer.code,
+    }
+
+
+def _event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[str, Any]:
+    return {
+        "at": display.show_time(event.at, tz),
+        "kind": label(display.EVENT_KINDS, event.kind, language),
+        "actor": display.actor_text(event.actor, users, agencies, language),
+        "change": display.event_change(event.kind, event.from_value, event.to_value, event.data, users, tz,
+                                       language),
+        "reason": event.reason or "",
+    }
+
+
+def _ticket_or_404(session: Session, number: str) -> Ticket:
+    ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
+    if ticket is None:
+        abort(404)
+    return ticket
+
