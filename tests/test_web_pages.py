@@ -258,3 +258,13 @@ def test_pages_switch_to_english_and_back(operator, seeded):
 @time_machine.travel(MONDAY_MORNING, tick=False)
 def test_unknown_ticket_is_404(operator):
     assert operator.get("/tickets/QP-20261207-9999").status_code == 404
+
+
+def test_error_pages_in_chinese(client):
+    missing = client.get("/no-such-page")
+    broken_offer = client.get("/offers/not-a-token")
+
+    assert missing.status_code == 404
+    assert "页面不存在" in missing.get_data(as_text=True)
+    assert broken_offer.status_code == 404
+    assert "短信" in broken_offer.get_data(as_text=True)

@@ -63,21 +63,35 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("API: unhandled error on %s %s", request.method, request.path)
+        if not _wants_json():
+            return _html_page(500, *PAGE_MESSAGES[500])
         return error_response(500, "internal_error", N_("Internal error; the request was not applied."))
 
 
 PAGE_MESSAGES = {
     400: (N_("Invalid request"), N_("The page received a request it cannot handle. Go back and try again.")),
-    404: (N_("Link not valid"), N_("This link is wrong or no longer valid. Check the link in your SMS.")),
+    403: (N_("Not allowed"), N_("Your account may not open this page. Ask a supervisor if you need it.")),
+    404: (N_("Page not found"), N_("This page does not exist. Go back to the queue and try again.")),
+    500: (N_("Something went wrong"), N_("The request was not applied. Try again; if it fails again, tell the "
+                                          "system administrator.")),
 }
+# Agencies open offer links from an SMS, so their 404 points back to the SMS.
+OFFER_LINK_NOT_FOUND = (N_("Link not valid"), N_("This link is wrong or no longer valid. Check the link in your SMS."))
 
 
 def _html_error(error: HTTPException):
+    status = error.code or 500
+    messages = PAGE_MESSAGES.get(status, (N_("Request failed"), N_("The request could not be handled.")))
+    if status == 404 and request.path.startswith("/offers/"):
+        messages = OFFER_LINK_NOT_FOUND
+    return _html_page(status, *messages)
+
+
+def _html_page(status: int, title: str, message: str):
     from hotline.i18n import current_language
 
-    title, message = PAGE_MESSAGES.get(error.code, (N_("Request failed"), N_("The request could not be handled.")))
     page = render_template("error.html", title=gettext(title), message=gettext(message), language=current_language())
-    return page, error.code
+    return page, status
 
 
 def _wants_json() -> bool:
