@@ -82,7 +82,13 @@ AGENCY_KINDS = ("funeral_home", "agency")
 AGENCY_STATUSES = ("pending", "approved", "watch", "suspended", "revoked")
 OFFER_STATES = ("pending", "accepted", "declined", "timed_out", "cancelled")
 ROLES = ("operator", "supervisor", "admin")
-SLA_TARGETS = ("first_response", "dispatch_accept", "on_site", "resolution", "follow_up")
+SLA_TARGETS = {
+    "first_response": ("首次响应", "First response"),
+    "dispatch_accept": ("派单接单", "Dispatch accepted"),
+    "on_site": ("到场接运", "On site"),
+    "resolution": ("办结", "Resolution"),
+    "follow_up": ("回访", "Follow-up"),
+}
 
 
 def label(mapping: dict[str, tuple[str, str]], code: str, language: str = "zh") -> str:

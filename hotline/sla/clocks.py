@@ -26,18 +26,13 @@ from hotline.events import SYSTEM, record_event
 from hotline.models import SlaClock, Ticket
 from hotline.sla.calendars import BusinessCalendar
 from hotline.sla.policies import TARGET_OWNERS, Policy, PolicySet, TargetSpec
+from hotline.vocabulary import SLA_TARGETS
 
 log = logging.getLogger("hotline.sla")
 
 ACTIVE_STATES = ("running", "paused")
 INTAKE_TARGETS = ("first_response", "resolution")
-TARGET_LABELS = {
-    "first_response": "首次响应",
-    "dispatch_accept": "派单接单",
-    "on_site": "到场接运",
-    "resolution": "办结",
-    "follow_up": "回访",
-}
+TARGET_LABELS = {target: labels[0] for target, labels in SLA_TARGETS.items()}
 # Ticket statuses in which a follow-up call is still to come or already made.
 FOLLOW_UP_STATUSES = ("resolved", "closed")
 

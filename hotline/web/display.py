@@ -13,7 +13,7 @@ from typing import Any
 from flask_babel import gettext
 
 from hotline.clock import as_aware_utc, local
-from hotline.vocabulary import CATEGORIES, SOURCES, STATUSES, label
+from hotline.vocabulary import CATEGORIES, SLA_TARGETS, SOURCES, STATUSES, label
 
 # An SLA clock turns amber this long before it is due, unless the clock carries its own warn_at.
 DEFAULT_WARNING_LEAD = timedelta(hours=2)
@@ -40,12 +40,8 @@ EVENT_KINDS = {
     "sla_resumed": ("时限恢复", "SLA clock resumed"),
     "sla_recomputed": ("时限重算", "SLA clock recomputed"),
     "sla_breached": ("时限超时", "SLA breached"),
-    "sla_warned": ("时限预警", "SLA warning"),
-}
-SLA_TARGETS = {
-    "first_response": ("首次响应", "First response"),
-    "dispatch_accept": ("派单接单", "Dispatch accepted"),
-    "resolution": ("办结", "Resolution"),
+    "sla_warning": ("时限预警", "SLA warning"),
+    "sla_provisional_reviewed": ("临时时限复核", "Provisional deadline reviewed"),
 }
 SLA_STATES = {
     "running": ("计时中", "Running"),
