@@ -201,7 +201,7 @@ def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor:
         ticket.resolved_at = now
     if to_status == "cancelled":
         _stop_clocks(session, ticket)
-    if to_status in FINAL_STATUSES:
+    if to_status in FINAL_STATUSES or (from_status == "dispatching" and to_status in ("in_progress", "waiting")):
         _withdraw_pending_offers(session, ticket, actor, now)
 
     ticket.status = to_status
@@ -221,15 +221,25 @@ def _stop_clocks(session: Session, ticket: Ticket) -> None:
 
 
 def _withdraw_pending_offers(session: Session, ticket: Ticket, actor: str, now: datetime) -> None:
-    """Cancel the ticket's pending offers, so an agency can no longer accept a finished ticket."""
+    """Cancel the ticket's pending offers when the ticket is finished or an operator took it over.
+
+    An agency must never act on a family who asked to be called back later or whose case is closed.
+    """
     offers = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).where(Offer.state == "pending")).all()
     for offer in offers:
         offer.state = "cancelled"
         offer.responded_at = now
-        offer.response_reason = "工单已办结或撤销"
+        offer.response_reason = "话务员已接手或工单已结束"
         session.add(offer)
-        record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason="工单已办结或撤销",
+        record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason="话务员已接手或工单已结束",
                      data={"offer_id": offer.id, "attempt": offer.attempt})
+    if offers:
+        # The agency's acceptance clock has nothing left to measure.
+        for clock in session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id)
+                                  .where(SlaClock.target == "dispatch_accept")).all():
+            if clock.state in ("running", "paused"):
+                clock.state = "cancelled"
+                session.add(clock)
 
 
 def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, now: datetime) -> bool:

@@ -304,3 +304,37 @@ def test_escalated_then_dispatched_tells_supervisor(runtime, seeded):
 ])
 def test_sms_reply_forms_parsed(text, expected):
     assert offers.parse_sms_reply(text) == expected
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_operator_takeover_voids_offer(client, runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118103")
+    [offer] = _offers(runtime, ticket_id)
+    with runtime.transaction() as session:
+        number = session.get(Ticket, ticket_id).number
+    client.post(f"/api/v1/tickets/{number}/transitions", json={"to": "waiting", "reason": "家属要求明天再联系"},
+                headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    answer = offers.answer_offer(runtime, offer.id, True, "agency:1", None, MONDAY_MORNING)
+
+    assert not answer.ok
+    assert _offers(runtime, ticket_id)[0].state == "cancelled"
+    assert offers.stalled_ticket_ids(runtime) == []
+    with runtime.transaction() as session:
+        ticket = session.get(Ticket, ticket_id)
+        accept_clock = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket_id)
+                                    .where(SlaClock.target == "dispatch_accept")).one()
+    assert ticket.status == "waiting"
+    assert accept_clock.state == "cancelled"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_in_progress_ticket_not_redispatched(client, runtime, seeded):
+    ticket_id = _ticket(runtime, town="310118103")
+    with runtime.transaction() as session:
+        number = session.get(Ticket, ticket_id).number
+    client.post(f"/api/v1/tickets/{number}/transitions", json={"to": "in_progress"},
+                headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    assert offers.stalled_ticket_ids(runtime) == []
+    assert _offers(runtime, ticket_id)[0].state == "cancelled"

@@ -50,6 +50,9 @@ def demo(host: str, port: int) -> None:
     if settings.secret_key == DEVELOPMENT_SECRET_KEY:
         settings = replace(settings, secret_key=credentials.setdefault("secret_key", secrets.token_hex(32)))
     settings = replace(settings, twilio_auth_token=settings.twilio_auth_token or credentials["twilio_auth_token"])
+    if settings.public_base_url is None:
+        # Offer links in SMS and Twilio signatures use the address the demo really listens on.
+        settings = replace(settings, public_base_url=f"http://{host}:{port}")
 
     upgrade(settings.database_url)
     runtime = build_runtime(settings)

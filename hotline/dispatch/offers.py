@@ -32,6 +32,10 @@ from hotline.vocabulary import NEEDS, STATUSES, label
 log = logging.getLogger("hotline.dispatch")
 
 DISPATCHABLE_STATUSES = ("new", "in_progress", "dispatching")
+# An offer is made with the ticket in dispatching; once an operator moves it on, the offer is void.
+ACCEPTING_STATUSES = ("dispatching",)
+# Tickets the offer sweep dispatches again; an operator who took one in_progress handles it by hand.
+REDISPATCH_STATUSES = ("new", "dispatching")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 ACCEPT_WORDS = {"接单", "接", "同意", "ACCEPT", "YES", "Y", "1"}
 DECLINE_WORDS = {"拒绝", "拒", "DECLINE", "NO", "N", "2"}
@@ -186,7 +190,7 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
 
         ticket = session.get(Ticket, offer.ticket_id)
         agency = session.get(Agency, offer.agency_id)
-        if ticket.status not in DISPATCHABLE_STATUSES:
+        if ticket.status not in ACCEPTING_STATUSES:
             # Withdrawing offers on resolve or cancel makes this rare; the status check closes the gap.
             message = f"工单 {ticket.number} 已无需派单（{label(STATUSES, ticket.status)}），无需操作。"
             raise _Rollback(OfferAnswer(False, message, offer))
@@ -263,7 +267,7 @@ def stalled_ticket_ids(runtime, limit: int = 200) -> list[int]:
     with runtime.transaction() as session:
         return list(session.exec(
             select(Ticket.id).where(Ticket.category == "agency_service")
-            .where(Ticket.status.in_(DISPATCHABLE_STATUSES)).where(Ticket.id.not_in(live))
+            .where(Ticket.status.in_(REDISPATCH_STATUSES)).where(Ticket.id.not_in(live))
             .order_by(Ticket.priority, Ticket.queue_rank, Ticket.due_at).limit(limit)
         ).all())
 
