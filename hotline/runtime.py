@@ -36,8 +36,8 @@ class Runtime:
     def transaction(self) -> Iterator[Session]:
         """Yield a session that commits on success, then enqueues the jobs the work scheduled.
 
-        Jobs are enqueued only after the commit, so a job never reads a row that is not there yet;
-        a crash between the commit and the enqueue is covered by the scheduler's outbox sweep.
+        Jobs are enqueued only after the commit, so a job never reads a row that is not there yet.
+        A crash between the commit and the enqueue is covered by the scheduler's outbox sweep.
         """
         with Session(self.engine, expire_on_commit=False) as session:
             try:

@@ -1,7 +1,7 @@
 """API tokens: random bearer secrets stored only as SHA-256 digests.
 
 A token belongs either to a referral source (its referrals are filed under that source, whatever the
-body says) or to a staff role (operator, supervisor, admin) for the read and workflow API.
+body contains) or to a staff role (operator, supervisor, admin) for the read and workflow API.
 """
 
 from __future__ import annotations

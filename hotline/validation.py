@@ -14,7 +14,7 @@ def N_(template: str) -> str:  # noqa: N802 - the name Babel's extractor looks f
 
 
 class InputError(ValueError):
-    """Bad input: nothing was changed. `status` is the HTTP status the API answers with."""
+    """Bad input: nothing was changed. `status` is the HTTP status of the API response."""
 
     def __init__(self, code: str, template: str, field: str | None = None, status: int = 422, **params: Any):
         if field is not None:
@@ -48,5 +48,5 @@ TYPE_MESSAGES = {
 
 
 def wrong_type(field: str, expected: str) -> InputError:
-    """The error for a value of the wrong type; `expected` is a key of TYPE_MESSAGES."""
+    """Build the error for a value of the wrong type. `expected` is a key of TYPE_MESSAGES."""
     return InputError("invalid_type", TYPE_MESSAGES[expected], field=field)

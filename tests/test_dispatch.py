@@ -1,4 +1,4 @@
-"""Dispatch of agency-service tickets: eligibility, rotation, answers, time-outs and escalation."""
+"""Dispatch of agency-service tickets: eligibility, rotation, replies, time-outs and escalation."""
 
 from __future__ import annotations
 

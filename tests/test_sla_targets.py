@@ -147,7 +147,7 @@ def test_priority_change_clears_overdue_at_once(runtime, policies):
     assert clock.warn_at == at("2026-03-09T15:00:00+08:00")
 
 
-def test_hourly_checks_flag_eight_hour_deadline_after_it_passes(runtime, policies):
+def test_hourly_check_flags_after_due(runtime, policies):
     ticket_id = new_ticket(runtime, policies, 3, at("2026-03-13T15:00:00+08:00"))
     start = at("2026-03-13T16:00:00+08:00")
 
@@ -290,7 +290,7 @@ def test_claim_never_moves_due(runtime, seeded):
     assert after == before
 
 
-def test_follow_up_starts_at_resolution_and_ends_at_close(runtime):
+def test_follow_up_resolution_to_close(runtime):
     started = at("2026-03-09T09:00:00+08:00")
     with runtime.transaction() as session:
         ticket = tickets.create_ticket(session, runtime, started, actor="test", channel="phone", source="resident",

@@ -176,7 +176,7 @@ def test_lockout_of_one_name_leaves_others_alone(client, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
-def test_deactivated_account_cannot_log_in_and_loses_its_session(client, runtime, seeded):
+def test_deactivated_account_logged_out(client, runtime, seeded):
     log_in(client, "operator")
     with runtime.transaction() as session:
         user = session.exec(select(User).where(User.username == "operator")).one()

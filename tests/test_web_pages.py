@@ -125,7 +125,7 @@ def test_claim_next_takes_the_first_unassigned_in_order(app, operator, runtime, 
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
-def test_claim_next_at_once_never_gives_one_ticket_twice(app, runtime, seeded):
+def test_concurrent_claim_next_distinct(app, runtime, seeded):
     setup = app.test_client()
     for index in range(3):
         refer(setup, seeded["community_worker"], f"R{index}")
@@ -159,13 +159,19 @@ def test_ticket_page_shows_everything_staff_need(operator, seeded):
     page = operator.get(f"/tickets/{number}").get_data(as_text=True)
 
     assert "+8613900001111" in page, "staff see the full number"
-    assert "李敏" in page and "练塘镇社区事务受理中心" in page and "+8613700002222" in page
-    assert "遗体接运" in page and "独居老人" in page
-    assert "签收" in page and "话务员 王丽" in page, "the timeline names the actor"
+    assert "李敏" in page
+    assert "练塘镇社区事务受理中心" in page
+    assert "+8613700002222" in page
+    assert "遗体接运" in page
+    assert "独居老人" in page
+    assert "签收" in page
+    assert "话务员 王丽" in page, "the timeline names the actor"
     assert re.search(r'<tr class="sla-\w+" title="开始 2026-12-07 09:00 \+ ', page), "clock arithmetic on hover"
-    assert "：命中，设定" in page and "：未命中。" in page, "the rule trace reads as sentences"
+    assert "：命中，设定" in page, "the rule trace reads as sentences"
+    assert "：未命中。" in page
     assert "派单记录" in page
-    assert "建单" in page and "代理服务" in page
+    assert "建单" in page
+    assert "代理服务" in page
     assert "+08:00" not in page, "instants in the timeline are shown to the minute in local time"
 
 
@@ -224,13 +230,15 @@ def test_new_ticket_by_hand(operator, runtime, seeded):
     ticket = _ticket(runtime, number)
     assert (ticket.channel, ticket.source, ticket.category) == ("walk_in", "resident", "agency_service")
     assert ticket.caller_phone == "+8613812345678"
-    assert ticket.needs == ["body_transport", "funeral_arrangement"] and ticket.flags == ["low_income"]
-    assert ticket.priority == 1 and ticket.due_at is not None, "rules and SLA clocks were applied"
+    assert ticket.needs == ["body_transport", "funeral_arrangement"]
+    assert ticket.flags == ["low_income"]
+    assert ticket.priority == 1, "rules were applied"
+    assert ticket.due_at is not None, "SLA clocks were started"
     assert "已创建" in operator.get(f"/tickets/{number}").get_data(as_text=True)
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
-def test_new_ticket_rejects_a_bad_phone_and_keeps_the_form(operator, runtime, seeded):
+def test_new_ticket_bad_phone_kept(operator, runtime, seeded):
     response = post_form(operator, "/tickets/new", {"channel": "phone", "category": "consultation",
                                                     "caller_phone": "12345", "note": "保留这段备注"})
 
@@ -250,9 +258,11 @@ def test_pages_switch_to_english_and_back(operator, seeded):
     kept = operator.get("/").get_data(as_text=True)
     chinese = operator.get("/?lang=zh").get_data(as_text=True)
 
-    assert "Ticket queue" in english and "Consultation" in english
+    assert "Ticket queue" in english
+    assert "Consultation" in english
     assert "Ticket queue" in kept
-    assert "工单队列" in chinese and "治丧咨询" in chinese
+    assert "工单队列" in chinese
+    assert "治丧咨询" in chinese
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

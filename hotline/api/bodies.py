@@ -1,4 +1,4 @@
-"""Reading JSON request bodies with errors that say what to fix."""
+"""JSON request bodies, read with errors that state what to fix."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Twilio webhooks: voice, menu, call status, recording and SMS replies.
 
 Each request's X-Twilio-Signature is checked against the public URL before anything else; a bad one is
-403 and changes nothing. Events for a number that is not the hotline's are answered with empty TwiML.
+403 and changes nothing. Events for a number that is not the hotline's get empty TwiML.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def recording():
 @bp.post("/sms")
 @signed
 def sms():
-    """An agency's reply to an offer: "<code> 接" or "<code> 拒"."""
+    """Handle an agency's SMS reply to an offer, such as "<code> 接" or "<code> 拒"."""
     sender = normalise_or_none(request.form.get("From"))
     reply = answer_sms(runtime(), sender, request.form.get("Body", ""), now())
     return _xml(twiml.sms_reply(reply))

@@ -151,44 +151,35 @@ def transition_ticket(number: str):
 @bp.get("/sla/overdue")
 @require(roles=STAFF_ROLES)
 def overdue():
-    """Open tickets with a breached running clock, the longest overdue first."""
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 10_000_000)
-    with runtime().transaction() as session:
-        rows = session.exec(
-            select(Ticket, func.min(SlaClock.breached_at))
-            .join(SlaClock, SlaClock.ticket_id == Ticket.id)
-            .where(SlaClock.state == "running").where(SlaClock.breached_at.is_not(None))
-            .where(Ticket.status.in_(OPEN_STATUSES))
-            .group_by(Ticket.id).order_by(func.min(SlaClock.breached_at), Ticket.id)
-            .offset(offset).limit(limit + 1)
-        ).all()
-        towns = town_names(session)
-        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language())
-                 for ticket, _ in rows[:limit]]
-    return jsonify({"items": items, "next": _next_url("api_v1.overdue", offset + limit, len(rows) > limit)})
+    """List open tickets with a breached running clock, the longest overdue first."""
+    condition = SlaClock.breached_at.is_not(None)
+    return _clock_page("api_v1.overdue", condition, func.min(SlaClock.breached_at))
 
 
 @bp.get("/sla/at-risk")
 @require(roles=STAFF_ROLES)
 def at_risk():
-    """Open tickets with a warned running clock not yet breached, the soonest due first."""
+    """List open tickets with a warned running clock not yet breached, the soonest due first."""
+    condition = SlaClock.breached_at.is_(None) & SlaClock.warned_at.is_not(None)
+    return _clock_page("api_v1.at_risk", condition, func.min(SlaClock.due_at))
+
+
+def _clock_page(endpoint: str, condition, order_by):
+    """Page through open tickets that have a running clock matching `condition`, ordered by `order_by`."""
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10_000_000)
     with runtime().transaction() as session:
         rows = session.exec(
-            select(Ticket, func.min(SlaClock.due_at))
+            select(Ticket)
             .join(SlaClock, SlaClock.ticket_id == Ticket.id)
-            .where(SlaClock.state == "running").where(SlaClock.breached_at.is_(None))
-            .where(SlaClock.warned_at.is_not(None))
+            .where(SlaClock.state == "running").where(condition)
             .where(Ticket.status.in_(OPEN_STATUSES))
-            .group_by(Ticket.id).order_by(func.min(SlaClock.due_at), Ticket.id)
+            .group_by(Ticket.id).order_by(order_by, Ticket.id)
             .offset(offset).limit(limit + 1)
         ).all()
         towns = town_names(session)
-        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language())
-                 for ticket, _ in rows[:limit]]
-    return jsonify({"items": items, "next": _next_url("api_v1.at_risk", offset + limit, len(rows) > limit)})
+        items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket in rows[:limit]]
+    return jsonify({"items": items, "next": _next_url(endpoint, offset + limit, len(rows) > limit)})
 
 
 @bp.get("/agencies")

@@ -48,7 +48,7 @@ def _body(response: requests.Response) -> Any:
               help="API token for a source (elderly_advisor, ...) or 'operator'; overrides the credentials file.")
 @click.option("--twilio-auth-token", help="Auth token that signs the Twilio webhooks.")
 @click.option("--accept-offers", is_flag=True,
-              help="After the replay, answer every pending offer as its agency would, by SMS reply.")
+              help="After the replay, accept every pending offer as its agency would, by SMS reply.")
 def replay(file: Path, base_url: str, credentials: Path | None, tokens: tuple[str, ...],
            twilio_auth_token: str | None, accept_offers: bool) -> None:
     base_url = base_url.rstrip("/")

@@ -3,7 +3,7 @@
 Every function here is safe to run twice, because RQ delivers at least once:
 1. `(ticket_id, attempt)` is unique, so two workers making the same attempt insert one offer;
 2. the SMS is an outbox row keyed by the offer, so one offer sends one SMS;
-3. answers and time-outs move an offer out of `pending` with a conditional UPDATE, so only one wins.
+3. replies and time-outs move an offer out of `pending` with a conditional UPDATE, so only one wins.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: date
 
 
 def offer_sms(session: Session, runtime, ticket: Ticket, offer: Offer) -> str:
-    """The offer text: where, what and how to answer; no resident name or number before acceptance."""
+    """Build the offer SMS: where, what and how to reply. It has no resident name or number before acceptance."""
     town = session.get(Town, ticket.town_code) if ticket.town_code else None
     needs = "、".join(label(NEEDS, need) for need in ticket.needs) or "代理服务"
     deadline = local(offer.accept_by, runtime.settings.timezone).strftime("%H:%M")
