@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from hotline import intake, tickets
 from hotline.api.auth import STAFF_ROLES, require
@@ -13,7 +13,8 @@ from hotline.api.idempotency import run_idempotent
 from hotline.api.views import agency_view, ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
-from hotline.models import Agency, Call, SlaClock, Ticket, Town
+from hotline.models import Agency, Call, Ticket, Town
+from hotline.sla import watchlist
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 from hotline.vocabulary import (
     CATEGORIES,
@@ -46,7 +47,8 @@ def create_referral():
 
     def work(session: Session):
         result = intake.take_referral(session, runtime(), caller.source, body, caller.token_id, now())
-        return result.created, ticket_detail(session, result.ticket, caller.may_see_phones, current_language())
+        return result.created, ticket_detail(session, result.ticket, caller.may_see_phones, current_language(),
+                                             new_ticket=result.new_ticket)
 
     created, view = run_idempotent(runtime(), work)
     response = jsonify(view)
@@ -152,31 +154,22 @@ def transition_ticket(number: str):
 @require(roles=STAFF_ROLES)
 def overdue():
     """List open tickets with a breached running clock, the longest overdue first."""
-    condition = SlaClock.breached_at.is_not(None)
-    return _clock_page("api_v1.overdue", condition, func.min(SlaClock.breached_at))
+    return _clock_page("api_v1.overdue", watchlist.OVERDUE)
 
 
 @bp.get("/sla/at-risk")
 @require(roles=STAFF_ROLES)
 def at_risk():
     """List open tickets with a warned running clock not yet breached, the soonest due first."""
-    condition = SlaClock.breached_at.is_(None) & SlaClock.warned_at.is_not(None)
-    return _clock_page("api_v1.at_risk", condition, func.min(SlaClock.due_at))
+    return _clock_page("api_v1.at_risk", watchlist.AT_RISK)
 
 
-def _clock_page(endpoint: str, condition, order_by):
-    """Page through open tickets that have a running clock matching `condition`, ordered by `order_by`."""
+def _clock_page(endpoint: str, watch: watchlist.WatchList):
+    """Page through the open tickets on one SLA watch list."""
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10_000_000)
     with runtime().transaction() as session:
-        rows = session.exec(
-            select(Ticket)
-            .join(SlaClock, SlaClock.ticket_id == Ticket.id)
-            .where(SlaClock.state == "running").where(condition)
-            .where(Ticket.status.in_(OPEN_STATUSES))
-            .group_by(Ticket.id).order_by(order_by, Ticket.id)
-            .offset(offset).limit(limit + 1)
-        ).all()
+        rows = session.exec(watchlist.tickets_query(watch).offset(offset).limit(limit + 1)).all()
         towns = town_names(session)
         items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket in rows[:limit]]
     return jsonify({"items": items, "next": _next_url(endpoint, offset + limit, len(rows) > limit)})
