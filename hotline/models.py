@@ -109,19 +109,46 @@ class Call(SQLModel, table=True):
 
 
 class Agency(SQLModel, table=True):
+    """A funeral agency or the funeral home's own team that may receive dispatch offers.
+
+    An expiry date is the date printed on the document. The agency leaves dispatch at the start of that
+    day in the hotline's time zone, and None means the document does not expire (长期).
+    """
+
+    __table_args__ = (UniqueConstraint("credit_code", name="uq_agency_credit_code"),)
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=100)
     kind: str = Field(max_length=16)
-    credit_code: str | None = Field(default=None, max_length=18)
-    filing_number: str | None = Field(default=None, max_length=40)
-    licence_expires_on: date | None = None
+    credit_code: str | None = Field(default=None, max_length=18, description="统一社会信用代码 (GB 32100-2015).")
+    filing_number: str | None = Field(default=None, max_length=40, description="Filing (备案) number.")
+    filing_expires_on: date | None = None
+    licence_expires_on: date | None = Field(default=None, description="Business licence (营业执照) term.")
     status: str = Field(default="pending", max_length=16)
     towns: list[str] = Field(default_factory=list, sa_type=JSON, description="Town codes, or ['*'] for all.")
     services: list[str] = Field(default_factory=list, sa_type=JSON)
+    price_list_url: str | None = Field(default=None, max_length=300, description="Published price list (明码标价).")
+    duty_hours: str | None = Field(default=None, max_length=11,
+                                   description="Daily window HH:MM-HH:MM in the hotline's time zone; None if unknown.")
     capacity: int = Field(default=1, ge=0)
-    contact_phone: str = Field(max_length=20)
+    contact_phone: str = Field(max_length=20, description="Mobile in E.164 that receives offer SMS and replies.")
+    other_phones: list[str] = Field(default_factory=list, sa_type=JSON,
+                                    description="Further numbers in E.164 for staff to call; offers never go there.")
     last_offered_at: datetime | None = None
     created_at: datetime = Field(default_factory=now)
+
+
+class AgencyStatusChange(SQLModel, table=True):
+    """One change of an agency's vetting status; the first row of an agency records its creation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: int = Field(foreign_key="agency.id", index=True)
+    from_status: str | None = Field(default=None, max_length=16, description="None on the row of creation.")
+    to_status: str = Field(max_length=16)
+    reason: str = Field(max_length=500)
+    actor: str = Field(max_length=64)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    at: datetime = Field(default_factory=now)
 
 
 class Offer(SQLModel, table=True):
