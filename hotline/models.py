@@ -276,3 +276,16 @@ class LoginAttempt(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     remote_addr: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=200)
+
+
+class RuleSetVersion(SQLModel, table=True):
+    """The rule files behind one rule set version, stored when a ticket is first evaluated with it.
+
+    `version` is the content hash that tickets keep in `rule_set_version`; `files` maps each *.yaml
+    file name of the rules folder to its text, so the version's rules can be read and shown later.
+    """
+
+    version: str = Field(primary_key=True, max_length=16)
+    files: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    rules_dir: str = Field(max_length=300, description="Folder the files were read from.")
+    first_used_at: datetime = Field(default_factory=now)

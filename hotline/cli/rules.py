@@ -1,20 +1,24 @@
-"""`hotline rules check` and `hotline rules test`: validate the rule files and run their example cases."""
+"""`hotline rules ...`: validate the rule files, run their example cases, list and show stored versions."""
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from sqlmodel import Session
 
-from hotline.clock import SHANGHAI
+from hotline.clock import SHANGHAI, local
 from hotline.config import ConfigError, Settings, load_settings
+from hotline.rules import versions as rule_versions
 from hotline.rules.expressions import RuleError
 from hotline.rules.loader import CASES_DIR, load_cases, load_rule_set, rule_set_version, run_case
+from hotline.rules.readonly import DatabaseMissing, read_only_engine
 
 log = logging.getLogger("hotline.rules")
 
@@ -65,6 +69,49 @@ def test_command(rules_dir: Path | None) -> None:
         click.echo(f"{failures}/{total} 个用例未通过 / {failures} of {total} cases failed", err=True)
         raise SystemExit(1)
     click.echo(f"OK {total} 个用例全部通过 / {total} cases passed ({rule_set.version})")
+
+
+@rules.command("versions")
+def versions_command() -> None:
+    """列出用过的规则集版本：首次使用时间、工单数、规则目录 (list the rule set versions tickets used)."""
+    settings = _load_settings()
+    with _read_only_session(settings) as session:
+        summaries = rule_versions.list_versions(session)
+    if not summaries:
+        click.echo("还没有工单用过任何规则集版本 / no ticket has been evaluated yet")
+        return
+
+    current = _current_version(settings.rules_dir)
+    click.echo("版本 version   首次使用 first used  工单 tickets  规则目录 folder")
+    for summary in summaries:
+        first_used = local(summary.first_used_at, settings.timezone).strftime("%Y-%m-%d %H:%M") \
+            if summary.first_used_at else "-"
+        folder = summary.rules_dir if summary.stored else "（文件未保存 / files not stored）"
+        marker = "  ← 当前目录 / current folder" if summary.version == current else ""
+        click.echo(f"{summary.version:<14} {first_used:<19} {summary.tickets:>12}  {folder}{marker}")
+
+
+@rules.command("show")
+@click.argument("version")
+@click.option("--file", "file_name", metavar="NAME", help="只打印这个文件，例如 priority.yaml / print only this file")
+def show_command(version: str, file_name: str | None) -> None:
+    """打印一个规则集版本的全部规则文件；VERSION 可以是前 4 位以上 (print the files of a stored version)."""
+    settings = _load_settings()
+    with _read_only_session(settings) as session:
+        try:
+            row = rule_versions.find_version(session, version)
+        except rule_versions.VersionNotFound as error:
+            raise click.ClickException(str(error)) from None
+
+    if file_name is not None and file_name not in row.files:
+        raise click.ClickException(f"版本 {row.version} 没有文件 {file_name}；有：{', '.join(sorted(row.files))} / "
+                                   f"version {row.version} has no file {file_name}")
+    first_used = local(row.first_used_at, settings.timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    click.echo(f"# 规则集版本 {row.version}，首次使用 {first_used}，目录 {row.rules_dir}")
+    for name in sorted(row.files):
+        if file_name is None or name == file_name:
+            click.echo(f"\n# --- {name} ---")
+            click.echo(row.files[name].rstrip("\n"))
 
 
 def check_rule_files(rules_dir: Path, tz: ZoneInfo = SHANGHAI) -> list[str]:
@@ -149,6 +196,26 @@ def _run_case_files(rule_set, case_files: Sequence[Path]) -> tuple[int, int]:
                 for line in mismatches:
                     click.echo(f"  {line}", err=True)
     return total, failures
+
+
+@contextmanager
+def _read_only_session(settings: Settings) -> Iterator[Session]:
+    try:
+        engine = read_only_engine(settings.database_url)
+    except DatabaseMissing as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _current_version(rules_dir: Path) -> str | None:
+    try:
+        return rule_set_version(rules_dir)
+    except RuleError:
+        return None
 
 
 def _load_settings() -> Settings:

@@ -76,13 +76,18 @@ class PriorityDecision:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """The rules of priority.yaml with their defaults; `version` identifies the rule files they came from."""
+    """The rules of priority.yaml with their defaults; `version` identifies the rule files they came from.
+
+    `files` maps the name of every *.yaml file of the rules folder to the bytes the version was computed
+    from, so the exact files behind a version can be stored and shown later.
+    """
 
     version: str
     source: str
     default_priority: int
     default_queue_rank: int
     rules: tuple[Rule, ...]
+    files: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def evaluate_priority(self, facts: Mapping[str, Any]) -> PriorityDecision:
         """Evaluate every rule against `facts` and combine the effects of the matching ones.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
+from hotline.rules import versions
 from hotline.rules.engine import LEAST_URGENT, MOST_URGENT, Rule, RuleSet, priority_label
 from hotline.rules.expressions import RuleError, compile_condition
 from hotline.rules.facts import facts_with_defaults
@@ -64,17 +66,27 @@ def rule_set_version(rules_dir: Path) -> str:
 def load_rule_set(rules_dir: Path) -> RuleSet:
     """Load and validate rules_dir/priority.yaml; raise RuleError listing every problem found."""
     rules_dir = Path(rules_dir)
-    files = _read_rule_files(rules_dir)
-    path = rules_dir / PRIORITY_FILE
+    rule_set = rule_set_from_files(_read_rule_files(rules_dir), rules_dir)
+    versions.remember_loaded(rule_set)
+    log.info("Loaded rule set %s from %s with %d rules", rule_set.version, rule_set.source, len(rule_set.rules))
+    return rule_set
+
+
+def rule_set_from_files(files: Mapping[str, bytes], origin: Path) -> RuleSet:
+    """Build the rule set from the *.yaml files of a rules folder, given as name -> content.
+
+    `origin` is the folder the files came from; error messages name files inside it. The version is
+    computed from `files` exactly as rule_set_version computes it from the folder.
+    """
+    files = dict(sorted(files.items()))
+    path = Path(origin) / PRIORITY_FILE
     if PRIORITY_FILE not in files:
         raise RuleError(f"{path}: file not found")
 
     reader = _Reader(path)
     root = reader.compose(files[PRIORITY_FILE])
-    rule_set = _parse_rule_file(reader, root, _digest(files)) if root is not None else None
+    rule_set = _parse_rule_file(reader, root, _digest(files), files) if root is not None else None
     reader.raise_errors()
-
-    log.info("Loaded rule set %s from %s with %d rules", rule_set.version, path, len(rule_set.rules))
     return rule_set
 
 
@@ -210,7 +222,7 @@ class _Reader:
         return tuple(value)
 
 
-def _parse_rule_file(reader: _Reader, root: yaml.Node, version: str) -> RuleSet | None:
+def _parse_rule_file(reader: _Reader, root: yaml.Node, version: str, files: dict[str, bytes]) -> RuleSet | None:
     top = reader.mapping(root, "rule file", _RULE_FILE_KEYS, required=_RULE_FILE_KEYS)
     if top is None:
         return None
@@ -220,7 +232,7 @@ def _parse_rule_file(reader: _Reader, root: yaml.Node, version: str) -> RuleSet 
     if reader.errors:
         return None
     return RuleSet(version=version, source=str(reader.path), default_priority=default_priority,
-                   default_queue_rank=default_queue_rank, rules=tuple(rules))
+                   default_queue_rank=default_queue_rank, rules=tuple(rules), files=files)
 
 
 def _parse_defaults(reader: _Reader, node: yaml.Node | None) -> tuple[int | None, int | None]:
