@@ -17,10 +17,18 @@ from sqlmodel import Session, select
 
 from hotline import phones
 from hotline.events import record_event
-from hotline.models import Call, Referral, Ticket, Town
+from hotline.models import Call, Referral, Ticket
 from hotline.outbox import schedule_job
 from hotline.telephony.twiml import MENU_CATEGORIES
-from hotline.tickets import apply_rules, assign_numbers, create_ticket, find_open_ticket_of_caller
+from hotline.tickets import (
+    NewTicket,
+    apply_rules,
+    assign_numbers,
+    create_ticket,
+    find_open_ticket_of_caller,
+    open_ticket,
+)
+from hotline.towns import all_towns, find_town
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 from hotline.vocabulary import FLAGS, NEEDS, REFERRAL_CATEGORIES
 
@@ -40,6 +48,8 @@ INVALID_PHONE_MESSAGE = N_("Phone number %(value)s is not a valid number; write 
 class IntakeResult:
     ticket: Ticket
     created: bool
+    # The rows written for a ticket created by this intake, so its view needs no queries.
+    new_ticket: NewTicket | None = None
 
 
 # --- referrals -------------------------------------------------------------------------------------
@@ -61,7 +71,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         return IntakeResult(existing, created=False)
 
     resident = referral["resident"]
-    ticket = create_ticket(
+    new_ticket = open_ticket(
         session, runtime, now, actor=f"source:{source}",
         channel=SOURCE_CHANNELS.get(source, "referral_api"), source=source, category=referral["category"],
         needs=referral["needs"], flags=referral["flags"], town_code=resident["town_code"],
@@ -71,13 +81,13 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
     )
     referrer = referral.get("referrer") or {}
     session.add(Referral(
-        source=source, external_id=referral["external_id"], ticket_id=ticket.id, token_id=token_id,
+        source=source, external_id=referral["external_id"], ticket_id=new_ticket.ticket.id, token_id=token_id,
         referrer_name=referrer.get("name"), referrer_phone=referrer.get("phone"), referrer_org=referrer.get("org"),
         payload=body, received_at=now,
     ))
     session.flush()
     assign_numbers(session, runtime.settings.timezone)
-    return IntakeResult(ticket, created=True)
+    return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket)
 
 
 def validate_referral(session: Session, body: Any) -> dict[str, Any]:
@@ -154,11 +164,10 @@ def _deceased(value: Any) -> dict[str, Any] | None:
 
 
 def _town_code(session: Session, name_or_code: str) -> str:
-    towns = session.exec(select(Town).order_by(Town.code)).all()
-    for town in towns:
-        if name_or_code in (town.name, town.code):
-            return town.code
-    raise unknown_value("resident.town", name_or_code, [town.name for town in towns])
+    town = find_town(session, name_or_code)
+    if town is None:
+        raise unknown_value("resident.town", name_or_code, [town.name for town in all_towns(session)])
+    return town.code
 
 
 def _phone(text: str, field: str) -> phones.PhoneNumber:

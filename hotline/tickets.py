@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from hotline.events import record_event
-from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, Town
+from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.outbox import schedule_job
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
+from hotline.towns import find_town
 from hotline.validation import N_
 from hotline.vocabulary import FINAL_STATUSES, OPEN_STATUSES, STATUSES, TRANSITIONS
 
@@ -75,29 +77,48 @@ def assign_numbers(session: Session, tz) -> None:
         session.flush()
 
 
-def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> Ticket:
-    """Insert a ticket, record its creation, apply the rules and start its SLA clocks.
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket inserted in the current transaction, with every event and clock written for it so far."""
 
-    The ticket carries a unique placeholder number until `assign_numbers` runs.
+    ticket: Ticket
+    events: list[TicketEvent]
+    clocks: list[SlaClock]
+
+
+def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> Ticket:
+    """Insert a ticket with its priority and SLA clocks; see `open_ticket`."""
+    return open_ticket(session, runtime, now, actor, **fields).ticket
+
+
+def open_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> NewTicket:
+    """Insert a ticket with its priority, its SLA clocks and an event for each.
+
+    The rules and the SLA policy run before the insert, so the ticket row is written once, with its
+    priority and due_at. The ticket carries a unique placeholder number until `assign_numbers` runs.
     """
     ticket = Ticket(number=PLACEHOLDER_PREFIX + uuid.uuid4().hex[:12], created_at=now, updated_at=now, **fields)
+    facts = facts_for(session, runtime, ticket, now)
+    _set_priority(ticket, runtime.component("rules").evaluate_priority(facts), now)
+    facts["priority"] = float(ticket.priority)
+    clocks = sla_clocks.plan_intake_clocks(ticket, facts, runtime.component("sla_policies"),
+                                           runtime.component("calendars"), now)
     session.add(ticket)
     session.flush()
-    session.info.setdefault(UNNUMBERED, []).append(ticket)
-    record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
-                 data={"channel": ticket.channel, "source": ticket.source})
 
-    apply_rules(session, runtime, ticket, now, actor="rules", reason="受理时评估规则", new=True)
+    session.info.setdefault(UNNUMBERED, []).append(ticket)
+    created = record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
+                           data={"channel": ticket.channel, "source": ticket.source})
+    started = sla_clocks.add_planned_clocks(session, ticket, clocks, now)
     if ticket.category == "agency_service":
         schedule_job(session, "dispatch_ticket", ticket.id)
-    return ticket
+    return NewTicket(ticket, [created, *started], clocks)
 
 
-def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str,
-                new: bool = False) -> None:
-    """Evaluate the priority rules and SLA policy, recording every change as an event.
+def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str) -> None:
+    """Re-evaluate the priority rules and SLA policy of a ticket, recording every change as an event.
 
-    A `new` ticket gets its SLA clocks started; otherwise its running clocks are recomputed.
+    The running clocks are recomputed for the new priority and policy.
     """
     facts = facts_for(session, runtime, ticket, now)
     decision = runtime.component("rules").evaluate_priority(facts)
@@ -105,6 +126,15 @@ def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor:
     if decision.priority != ticket.priority and ticket.rule_set_version is not None:
         record_event(session, ticket, "priority", actor=actor, from_value=f"P{ticket.priority}",
                      to_value=f"P{decision.priority}", reason=reason, at=now)
+    _set_priority(ticket, decision, now)
+    session.add(ticket)
+
+    facts["priority"] = float(ticket.priority)
+    sla_clocks.recompute_clocks(session, ticket, facts, runtime.component("sla_policies"),
+                                runtime.component("calendars"), now, actor=actor, reason=reason)
+
+
+def _set_priority(ticket: Ticket, decision, now: datetime) -> None:
     ticket.priority = decision.priority
     ticket.queue_rank = decision.queue_rank
     ticket.priority_reasons = decision.reasons
@@ -112,20 +142,11 @@ def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor:
     ticket.rule_set_version = decision.version
     ticket.tags = sorted(set(ticket.tags or []) | set(decision.added_tags))
     ticket.updated_at = now
-    session.add(ticket)
-
-    facts["priority"] = float(ticket.priority)
-    policies = runtime.component("sla_policies")
-    calendars = runtime.component("calendars")
-    if new:
-        sla_clocks.start_clocks(session, ticket, facts, policies, calendars, now)
-    else:
-        sla_clocks.recompute_clocks(session, ticket, facts, policies, calendars, now, actor=actor, reason=reason)
 
 
 def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[str, Any]:
     """Gather what rule conditions may read: the ticket, its town, the caller's history and the clock."""
-    town = session.get(Town, ticket.town_code) if ticket.town_code else None
+    town = find_town(session, ticket.town_code) if ticket.town_code else None
     history = caller_history(session, ticket, now)
     workday = runtime.component("calendars").get("workday")
     clock_facts = {}
@@ -136,20 +157,23 @@ def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[
 
 
 def caller_history(session: Session, ticket: Ticket, now: datetime) -> dict[str, int]:
+    """Count the caller's other open tickets and their calls of the last 30 days, in one query."""
     if not ticket.caller_phone:
         return {"open_tickets_of_caller": 0, "calls_last_30_days": 0}
-    open_tickets = session.exec(
+    open_tickets = (
         select(func.count(Ticket.id))
         .where(Ticket.caller_phone == ticket.caller_phone)
         .where(Ticket.status.in_(OPEN_STATUSES))
-        .where(Ticket.id != ticket.id)
-    ).one()
-    calls = session.exec(
+    )
+    if ticket.id is not None:
+        open_tickets = open_tickets.where(Ticket.id != ticket.id)
+    calls = (
         select(func.count(Call.id))
         .where(Call.from_phone == ticket.caller_phone)
         .where(Call.started_at >= now - timedelta(days=30))
-    ).one()
-    return {"open_tickets_of_caller": int(open_tickets), "calls_last_30_days": int(calls)}
+    )
+    counts = session.execute(select(open_tickets.scalar_subquery(), calls.scalar_subquery())).one()
+    return {"open_tickets_of_caller": int(counts[0]), "calls_last_30_days": int(counts[1])}
 
 
 def find_open_ticket_of_caller(session: Session, phone: str) -> Ticket | None:

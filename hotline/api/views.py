@@ -7,9 +7,12 @@ from typing import Any
 from sqlmodel import Session, select
 
 from hotline.clock import isoformat
-from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketEvent, Town
+from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketEvent
 from hotline.phones import mask
+from hotline.rules.explain import ticket_trace_text
 from hotline.sla.clocks import clock_view
+from hotline.tickets import NewTicket
+from hotline.towns import town_names
 from hotline.vocabulary import CATEGORIES, STATUSES, label
 
 
@@ -46,9 +49,28 @@ def ticket_summary(ticket: Ticket, towns: dict[str, str], may_see_phones: bool, 
     }
 
 
-def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, language: str) -> dict[str, Any]:
-    """Build a ticket with its calls, SLA clocks, offers, events and rule trace."""
-    view = ticket_summary(ticket, town_names(session), may_see_phones, language)
+def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, language: str,
+                  new_ticket: NewTicket | None = None) -> dict[str, Any]:
+    """Build a ticket with its calls, SLA clocks, offers, events and rule trace.
+
+    For a ticket created in the current transaction, `new_ticket` gives its events and clocks, and it
+    has no calls or offers yet, so the view reads nothing back from the database.
+    """
+    if new_ticket is not None:
+        return _detail(ticket, town_names(session), may_see_phones, language, call_sids=[],
+                       clocks=new_ticket.clocks, offers=[], events=new_ticket.events)
+
+    clocks = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)).all()
+    events = session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+                          .order_by(TicketEvent.at, TicketEvent.id)).all()
+    call_sids = session.exec(select(Call.call_sid).where(Call.ticket_id == ticket.id).order_by(Call.started_at)).all()
+    return _detail(ticket, town_names(session), may_see_phones, language, call_sids=list(call_sids), clocks=clocks,
+                   offers=offer_views(session, ticket.id, staff=may_see_phones), events=events)
+
+
+def _detail(ticket: Ticket, towns: dict[str, str], may_see_phones: bool, language: str, call_sids: list[str],
+            clocks: list[SlaClock], offers: list[dict[str, Any]], events: list[TicketEvent]) -> dict[str, Any]:
+    view = ticket_summary(ticket, towns, may_see_phones, language)
     view.update({
         "caller_name": ticket.caller_name if may_see_phones else None,
         "address": ticket.address if may_see_phones else None,
@@ -56,14 +78,11 @@ def ticket_detail(session: Session, ticket: Ticket, may_see_phones: bool, langua
         "deceased": ticket.deceased,
         "priority_reasons_detail": ticket.priority_reasons or [],
         "rule_trace": ticket.rule_trace or [],
-        "call_sids": list(session.exec(select(Call.call_sid).where(Call.ticket_id == ticket.id)
-                                       .order_by(Call.started_at)).all()),
-        "sla": [clock_view(clock) for clock in
-                session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id).order_by(SlaClock.id)).all()],
-        "offers": offer_views(session, ticket.id, staff=may_see_phones),
-        "events": [event_view(event) for event in
-                   session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
-                                .order_by(TicketEvent.at, TicketEvent.id)).all()],
+        "rule_trace_text": ticket_trace_text(ticket, language),
+        "call_sids": call_sids,
+        "sla": [clock_view(clock) for clock in clocks],
+        "offers": offers,
+        "events": [event_view(event) for event in events],
     })
     return view
 
@@ -119,6 +138,3 @@ def agency_view(agency: Agency) -> dict[str, Any]:
         "last_offered_at": isoformat(agency.last_offered_at),
     }
 
-
-def town_names(session: Session) -> dict[str, str]:
-    return {town.code: town.name for town in session.exec(select(Town)).all()}

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from hotline import outbox
 from hotline.clock import SHANGHAI, as_aware_utc, isoformat, local
 from hotline.events import SYSTEM, record_event
-from hotline.models import SlaClock, Ticket
+from hotline.models import SlaClock, Ticket, TicketEvent
 from hotline.sla.calendars import BusinessCalendar
 from hotline.sla.policies import TARGET_OWNERS, Policy, PolicySet, TargetSpec
 from hotline.vocabulary import SLA_TARGETS
@@ -116,21 +116,69 @@ def _start(
 
     clock = clock or SlaClock(ticket_id=ticket.id, target=target, policy=policy.id, calendar=spec.calendar,
                               duration_seconds=spec.duration_seconds, started_at=now, due_at=now)
+    _run_from(clock, policy, spec, calendars, now)
+    session.add(clock)
+    session.flush()
+    _record_started(session, ticket, clock, now)
+    return clock
+
+
+def plan_intake_clocks(
+    ticket: Ticket,
+    facts: Mapping[str, Any],
+    policies: PolicySet,
+    calendars: dict[str, BusinessCalendar],
+    now: datetime,
+) -> list[SlaClock]:
+    """Build the intake clocks of a ticket that is not inserted yet, and set the ticket's due_at.
+
+    Nothing touches the database, so intake can insert the ticket once with its deadline. Hand the
+    clocks to `add_planned_clocks` once the ticket has its id.
+    """
+    policy = policies.choose(_ticket_facts(ticket, facts))
+    specs = policy.targets_for(ticket.priority)
+    clocks = []
+    for target in INTAKE_TARGETS:
+        spec = specs.get(target)
+        if spec is None:
+            continue
+        clock = SlaClock(target=target, policy=policy.id, calendar=spec.calendar,
+                         duration_seconds=spec.duration_seconds, started_at=now, due_at=now)
+        _run_from(clock, policy, spec, calendars, now)
+        clocks.append(clock)
+
+    running = [as_aware_utc(clock.due_at) for clock in clocks]
+    ticket.due_at = min(running) if running else None
+    return clocks
+
+
+def add_planned_clocks(session: Session, ticket: Ticket, clocks: list[SlaClock], now: datetime) -> list[TicketEvent]:
+    """Add the clocks from `plan_intake_clocks` to the session under the inserted `ticket`; return their events."""
+    events = []
+    for clock in clocks:
+        clock.ticket_id = ticket.id
+        session.add(clock)
+        events.append(_record_started(session, ticket, clock, now))
+    return events
+
+
+def _run_from(clock: SlaClock, policy: Policy, spec: TargetSpec, calendars: dict[str, BusinessCalendar],
+              now: datetime) -> None:
     clock.policy, clock.calendar, clock.duration_seconds = policy.id, spec.calendar, spec.duration_seconds
     clock.owner = spec.owner
     clock.started_at, clock.state, clock.paused_at, clock.paused_seconds = now, "running", None, 0
     clock.breached_at = clock.met_at = clock.warned_at = None
     schedule(clock, spec, calendars[spec.calendar])
-    session.add(clock)
-    session.flush()
 
-    record_event(session, ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
-                 data={"target": target, "owner": clock.owner, "policy": policy.id, "calendar": spec.calendar,
-                       "due_at": isoformat(clock.due_at), "warn_at": isoformat(clock.warn_at),
-                       "provisional": clock.provisional})
-    log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, target, policy.id,
-             isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
-    return clock
+
+def _record_started(session: Session, ticket: Ticket, clock: SlaClock, now: datetime) -> TicketEvent:
+    event = record_event(session, ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
+                 data={"target": clock.target, "owner": clock.owner, "policy": clock.policy,
+                       "calendar": clock.calendar, "due_at": isoformat(clock.due_at),
+                       "warn_at": isoformat(clock.warn_at), "provisional": clock.provisional})
+    log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, clock.target,
+             clock.policy, isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
+    return event
 
 
 def schedule(clock: SlaClock, spec: TargetSpec, calendar: BusinessCalendar) -> None:
