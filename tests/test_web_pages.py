@@ -167,8 +167,8 @@ def test_ticket_page_shows_everything_staff_need(operator, seeded):
     assert "签收" in page
     assert "话务员 王丽" in page, "the timeline names the actor"
     assert re.search(r'<tr class="sla-\w+" title="开始 2026-12-07 09:00 \+ ', page), "clock arithmetic on hover"
-    assert "：命中，设定" in page, "the rule trace reads as sentences"
-    assert "：未命中。" in page
+    assert "P1：需接运遗体（规则 body-transport-urgent）" in page, "the rule trace reads as sentences"
+    assert "不符合：" in page
     assert "派单记录" in page
     assert "建单" in page
     assert "代理服务" in page

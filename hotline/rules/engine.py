@@ -160,32 +160,41 @@ def _matches(rule: Rule, facts: Mapping[str, Any]) -> bool:
 
 def _reason(rule: Rule, changes: Mapping[str, Any]) -> dict[str, Any]:
     """Describe what one rule did, in both languages, e.g. "P1：需接运遗体（规则 body-transport-urgent）"."""
-    effects: list[str] = []
-    parts_zh: list[str] = []
-    parts_en: list[str] = []
-
-    if "priority" in changes:
-        effects.append(f"priority {changes['priority']}")
-        parts_zh.append(changes["priority"])
-        parts_en.append(changes["priority"])
-    if "raise" in changes:
-        effects.append(f"raise {changes['raise']} to {changes['raised_to']}")
-        parts_zh.append(f"提升{changes['raise']}级至{changes['raised_to']}")
-        parts_en.append(f"raised {changes['raise']} to {changes['raised_to']}")
-    if "queue_rank" in changes:
-        effects.append(f"queue_rank {changes['queue_rank']}")
-        parts_zh.append(f"队内排序{changes['queue_rank']}")
-        parts_en.append(f"queue rank {changes['queue_rank']}")
-    if "add_tags" in changes:
-        tags = ", ".join(changes["add_tags"])
-        effects.append(f"add_tags {tags}")
-        parts_zh.append(f"加标签 {tags}")
-        parts_en.append(f"tag {tags}")
-
     return {
         "rule": rule.id,
         "description": rule.description,
-        "effect": "; ".join(effects),
-        "text_zh": f"{'，'.join(parts_zh)}：{rule.description}（规则 {rule.id}）",
-        "text_en": f"{', '.join(parts_en)}: {rule.description_en or rule.description} (rule {rule.id})",
+        "effect": "; ".join(_effect_codes(changes)),
+        "text_zh": f"{'，'.join(effect_phrases(changes, 'zh'))}：{rule.description}（规则 {rule.id}）",
+        "text_en": f"{', '.join(effect_phrases(changes, 'en'))}: {rule.description_en or rule.description} "
+                   f"(rule {rule.id})",
     }
+
+
+def effect_phrases(changes: Mapping[str, Any], language: str) -> list[str]:
+    """Word the effects of one rule, as a trace entry's `changes` records them, in Chinese or English ("en")."""
+    english = language == "en"
+    phrases: list[str] = []
+    if "priority" in changes:
+        phrases.append(changes["priority"])
+    if "raise" in changes:
+        phrases.append(f"raised {changes['raise']} to {changes['raised_to']}" if english
+                       else f"提升{changes['raise']}级至{changes['raised_to']}")
+    if "queue_rank" in changes:
+        phrases.append(f"queue rank {changes['queue_rank']}" if english else f"队内排序{changes['queue_rank']}")
+    if "add_tags" in changes:
+        tags = ", ".join(changes["add_tags"])
+        phrases.append(f"tag {tags}" if english else f"加标签 {tags}")
+    return phrases
+
+
+def _effect_codes(changes: Mapping[str, Any]) -> list[str]:
+    codes: list[str] = []
+    if "priority" in changes:
+        codes.append(f"priority {changes['priority']}")
+    if "raise" in changes:
+        codes.append(f"raise {changes['raise']} to {changes['raised_to']}")
+    if "queue_rank" in changes:
+        codes.append(f"queue_rank {changes['queue_rank']}")
+    if "add_tags" in changes:
+        codes.append(f"add_tags {', '.join(changes['add_tags'])}")
+    return codes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +36,9 @@ _PARSED_VERSIONS_KEPT = 16
 # once its version is stored. Keyed weakly, so a disposed test engine takes its entry with it.
 _stored: WeakKeyDictionary = WeakKeyDictionary()
 _parsed: OrderedDict[str, RuleSet | None] = OrderedDict()
-# version -> (files, rules folder) of the rule sets loaded for evaluation in this process.
-_loaded_files: dict[str, tuple[dict[str, bytes], str]] = {}
+# The rule sets loaded for evaluation in this process by version, and the one loaded last.
+_loaded: dict[str, RuleSet] = {}
+_latest: RuleSet | None = None
 _hook_installed = False
 _lock = threading.Lock()
 
@@ -67,9 +69,10 @@ def remember_loaded(rule_set: RuleSet) -> None:
     is written, the version's row is inserted in the same transaction unless it exists. The insert
     ignores an existing row, so two processes that start using a new version at once both commit.
     """
-    global _hook_installed
+    global _hook_installed, _latest
     with _lock:
-        _loaded_files[rule_set.version] = (dict(rule_set.files), _rules_dir(rule_set))
+        _loaded[rule_set.version] = rule_set
+        _latest = rule_set
         if _hook_installed:
             return
         _hook_installed = True
@@ -84,24 +87,25 @@ def _store_versions_of_tickets(session: Session, _flush_context, _instances) -> 
 
     bind = session.get_bind()
     with _lock:
-        to_store = {version: _loaded_files[version] for version in versions
-                    if version in _loaded_files and version not in _stored.get(bind, ())}
-    for version, (files, rules_dir) in to_store.items():
-        _insert_version(session, version, files, rules_dir)
+        to_store = [_loaded[version] for version in versions
+                    if version in _loaded and version not in _stored.get(bind, ())]
+    for rule_set in to_store:
+        _insert_version(session, rule_set)
     if to_store:
-        _remember_after_commit(session, bind, set(to_store))
+        _remember_after_commit(session, bind, {rule_set.version for rule_set in to_store})
 
 
-def _insert_version(session: Session, version: str, files: dict[str, bytes], rules_dir: str) -> None:
+def _insert_version(session: Session, rule_set: RuleSet) -> None:
     # Core statements on the session's connection: an ORM statement here would flush again.
     connection = session.connection()
     table = RuleSetVersion.__table__
-    if connection.execute(select(table.c.version).where(table.c.version == version)).first() is not None:
+    if connection.execute(select(table.c.version).where(table.c.version == rule_set.version)).first() is not None:
         return
-    values = {"version": version, "files": _texts(files), "rules_dir": rules_dir, "first_used_at": now()}
+    values = {"version": rule_set.version, "files": _texts(rule_set.files), "rules_dir": _rules_dir(rule_set),
+              "first_used_at": now()}
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=["version"]))
-    log.info("Rules: stored rule set version %s from %s", version, rules_dir)
+    log.info("Rules: stored rule set version %s from %s", rule_set.version, values["rules_dir"])
 
 
 def list_versions(session: Session) -> list[VersionSummary]:
@@ -178,6 +182,23 @@ def stored_rule_set(session: Session, version: str | None) -> RuleSet | None:
     return rule_set
 
 
+def rule_set_for(session: Session | None, version: str | None) -> RuleSet | None:
+    """Return the rules that evaluated a ticket with `version`, for wording its trace.
+
+    The rule set loaded in this process with that version comes first, then the stored version. A
+    version that is neither (a ticket evaluated before versions were stored) gets the rule set loaded
+    last, whose rules may be worded differently from the ones that evaluated the ticket; None when
+    this process loaded no rule set at all.
+    """
+    with _lock:
+        loaded = _loaded.get(version) if version else None
+        latest = _latest
+    if loaded is not None:
+        return loaded
+    stored = stored_rule_set(session, version) if session is not None else None
+    return stored if stored is not None else latest
+
+
 def _parse(row: RuleSetVersion) -> RuleSet | None:
     from hotline.rules.loader import rule_set_from_files  # the loader imports this module
 
@@ -189,7 +210,7 @@ def _parse(row: RuleSetVersion) -> RuleSet | None:
         return None
 
 
-def _texts(files: dict[str, bytes]) -> dict[str, str]:
+def _texts(files: Mapping[str, bytes]) -> dict[str, str]:
     # Rule files that load are UTF-8; a file that is not (calendars.yaml, say) is kept with U+FFFD marks.
     return {name: data.decode("utf-8", errors="replace") for name, data in files.items()}
 

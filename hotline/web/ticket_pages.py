@@ -15,6 +15,7 @@ from hotline import phones, tickets
 from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import Agency, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
+from hotline.rules import explain
 from hotline.vocabulary import (
     CATEGORIES,
     CHANNELS,
@@ -175,7 +176,6 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
     offers = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).order_by(Offer.attempt)).all()
     events = session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
                           .order_by(TicketEvent.at, TicketEvent.id)).all()
-    rules = {rule.id: rule for rule in runtime().component("rules").rules}
 
     return {
         "ticket": ticket,
@@ -191,7 +191,7 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
         "created": display.show_time(ticket.created_at, tz),
         "reasons": [reason.get("text_en" if language == "en" else "text_zh") or reason.get("text_zh")
                     for reason in ticket.priority_reasons or []],
-        "rule_sentences": display.rule_sentences(ticket.rule_trace, rules, language),
+        "rule_trace": explain.ticket_trace(ticket, language, tz),
         "clocks": [_clock_row(clock, at, tz, language) for clock in clocks],
         "offers": [_offer_row(offer, agencies, at, tz, language) for offer in offers],
         "events": [_event_row(event, users, agencies, tz, language) for event in events],
