@@ -15,7 +15,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
-    from hotline.web import auth, offers, queue, ticket_pages
+    from hotline.web import auth, dashboard, exports, offers, queue, ticket_pages
 
     runtime = install(runtime or build_runtime())
     settings = runtime.settings
@@ -39,7 +39,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.extensions["hotline"] = runtime
     init_babel(app)
     register_error_handlers(app)
-    for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp):
+    for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
 
     # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed

@@ -30,7 +30,7 @@ from hotline.tickets import (
 )
 from hotline.towns import all_towns, find_town
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
-from hotline.vocabulary import FLAGS, NEEDS, REFERRAL_CATEGORIES
+from hotline.vocabulary import DEATH_PLACES, FLAGS, NEEDS, REFERRAL_CATEGORIES
 
 log = logging.getLogger("hotline.intake")
 
@@ -160,7 +160,10 @@ def _deceased(value: Any) -> dict[str, Any] | None:
             raise wrong_type("deceased.died_at", "instant") from None
         if parsed.tzinfo is None:
             raise wrong_type("deceased.died_at", "instant")
-    return {"died_at": died_at, "place": _string(value, "place", max_length=32, prefix="deceased.")}
+    place = _string(value, "place", max_length=32, prefix="deceased.")
+    if place is not None and place not in DEATH_PLACES:
+        raise unknown_value("deceased.place", place, DEATH_PLACES)
+    return {"died_at": died_at, "place": place}
 
 
 def _town_code(session: Session, name_or_code: str) -> str:

@@ -51,6 +51,13 @@ FLAGS = {
     "disabled": ("残疾人", "Disabled"),
 }
 
+DEATH_PLACES = {
+    "home": ("家中", "At home"),
+    "hospital": ("医院", "Hospital"),
+    "nursing_home": ("养老机构", "Nursing home"),
+    "other": ("其他场所", "Elsewhere"),
+}
+
 STATUSES = {
     "new": ("待受理", "New"),
     "in_progress": ("处理中", "In progress"),

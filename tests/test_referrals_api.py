@@ -133,6 +133,7 @@ def test_phone_extension_kept_apart(client, seeded, runtime):
     ({"resident__town": None}, 422, "required", "resident.town"),
     ({"note": "长" * 2001}, 422, "too_long", "note"),
     ({"deceased": {"died_at": "2026-12-07 08:00"}}, 422, "invalid_type", "deceased.died_at"),
+    ({"deceased": {"place": "路边"}}, 422, "invalid_value", "deceased.place"),
 ])
 def test_bad_referral_rejected_without_rows(client, seeded, runtime, changes, status, code, field):
     before = _row_counts(runtime)

@@ -153,7 +153,8 @@ def test_concurrent_claim_next_distinct(app, runtime, seeded):
 def test_ticket_page_shows_everything_staff_need(operator, seeded):
     number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
                    flags=["solitary_elderly"], town="练塘镇", phone="13900001111",
-                   referrer={"name": "李敏", "org": "练塘镇社区事务受理中心", "phone": "13700002222"})
+                   referrer={"name": "李敏", "org": "练塘镇社区事务受理中心", "phone": "13700002222"},
+                   deceased={"died_at": "2026-12-07T06:10:00+08:00", "place": "home"})
     post_form(operator, f"/tickets/{number}/claim")
 
     page = operator.get(f"/tickets/{number}").get_data(as_text=True)
@@ -173,6 +174,18 @@ def test_ticket_page_shows_everything_staff_need(operator, seeded):
     assert "建单" in page
     assert "代理服务" in page
     assert "+08:00" not in page, "instants in the timeline are shown to the minute in local time"
+    assert "2026-12-07 06:10 · 家中" in page, "time and place of death"
+    assert "请核实" not in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_ticket_page_flags_death_after_intake(operator, seeded):
+    number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
+                   town="练塘镇", deceased={"died_at": "2026-12-08T06:10:00+08:00"})
+
+    page = operator.get(f"/tickets/{number}").get_data(as_text=True)
+
+    assert "2026-12-08 06:10 · 晚于受理时间，请核实" in page
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

@@ -27,11 +27,13 @@ def post_form(client, path, data=None):
 
 
 def refer(client, token, external_id, category="consultation", needs=(), flags=(), town="金泽镇",
-          phone="13812345678", referrer=None) -> str:
+          phone="13812345678", referrer=None, deceased=None) -> str:
     body = {"external_id": external_id, "category": category, "needs": list(needs), "flags": list(flags),
             "resident": {"name": "居民", "phone": phone, "town": town}}
     if referrer:
         body["referrer"] = referrer
+    if deceased:
+        body["deceased"] = deceased
     response = client.post("/api/v1/referrals", json=body, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 201, response.get_json()
     return response.get_json()["number"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -12,13 +13,14 @@ from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
 from hotline import phones, tickets
-from hotline.clock import now
+from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
 from hotline.models import Agency, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
 from hotline.rules import explain
 from hotline.vocabulary import (
     CATEGORIES,
     CHANNELS,
+    DEATH_PLACES,
     FINAL_STATUSES,
     FLAGS,
     NEEDS,
@@ -189,6 +191,7 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
         "flags": [label(FLAGS, code, language) for code in ticket.flags or []],
         "assignee": users.get(ticket.assigned_to_id, "") if ticket.assigned_to_id else "",
         "created": display.show_time(ticket.created_at, tz),
+        "death": _death_text(ticket, tz, language),
         "reasons": [reason.get("text_en" if language == "en" else "text_zh") or reason.get("text_zh")
                     for reason in ticket.priority_reasons or []],
         "rule_trace": explain.ticket_trace(ticket, language, tz),
@@ -200,6 +203,24 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
                     for code in TRANSITIONS.get(ticket.status, ())],
         "may_claim": ticket.assigned_to_id is None and ticket.status not in FINAL_STATUSES,
     }
+
+
+def _death_text(ticket: Ticket, tz, language: str) -> str:
+    """Word the time and place of death a referral gave, such as "2026-12-07 06:10 · 家中".
+
+    Intake accepts a time of death after the referral arrived, because the family's case must not be
+    lost to a typo, so the page asks the operator to check such a time.
+    """
+    deceased = ticket.deceased or {}
+    parts = []
+    if deceased.get("died_at"):
+        died_at = datetime.fromisoformat(deceased["died_at"])
+        parts.append(display.show_time(died_at, tz))
+        if died_at > as_aware_utc(ticket.created_at):
+            parts.append(gettext("later than the ticket was opened; please check"))
+    if deceased.get("place"):
+        parts.append(label(DEATH_PLACES, deceased["place"], language))
+    return " · ".join(parts)
 
 
 def _clock_row(clock: SlaClock, at, tz, language: str) -> dict[str, Any]:
