@@ -304,7 +304,7 @@ def test_sweep_twice_flags_once(runtime):
         assert len(events) == 1
         assert events[0].data == {"target": "first_response", "due_at": "2026-03-09T11:30:00+08:00"}
         assert len(messages) == 1
-        assert messages[0].idempotency_key == f"sla-breach:{first.id}"
+        assert messages[0].idempotency_key == f"sla-breach:20260309T033000.000000Z:{first.id}"
         assert messages[0].channel == "supervisor"
         assert "QP-20260306-0007" in messages[0].body
         assert "首次响应" in messages[0].body
@@ -326,7 +326,10 @@ def test_second_runtime_sweep_finds_nothing(runtime, settings):
     assert second == 0
     with Session(runtime.engine) as session:
         assert len(session.exec(select(TicketEvent).where(TicketEvent.kind == "sla_breached")).all()) == 2
-        assert len(session.exec(select(OutboxMessage)).all()) == 2
+        messages = session.exec(select(OutboxMessage)).all()
+        assert len(messages) == 1
+        assert "2 项时限已超时，涉及 1 张工单" in messages[0].body
+        assert messages[0].body.count("QP-20260306-0008") == 2
 
 
 def test_sweep_uses_clock_now_and_limit(runtime):
