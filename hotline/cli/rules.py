@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,12 +14,13 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import Session
 
-from hotline.clock import SHANGHAI, local
+from hotline.clock import SHANGHAI, isoformat, local, now
 from hotline.config import ConfigError, Settings, load_settings
 from hotline.rules import versions as rule_versions
 from hotline.rules.expressions import RuleError
 from hotline.rules.loader import CASES_DIR, load_cases, load_rule_set, rule_set_version, run_case
 from hotline.rules.readonly import DatabaseMissing, read_only_engine
+from hotline.rules.simulate import SimulationReport, parse_period, simulate
 
 log = logging.getLogger("hotline.rules")
 
@@ -69,6 +71,48 @@ def test_command(rules_dir: Path | None) -> None:
         click.echo(f"{failures}/{total} 个用例未通过 / {failures} of {total} cases failed", err=True)
         raise SystemExit(1)
     click.echo(f"OK {total} 个用例全部通过 / {total} cases passed ({rule_set.version})")
+
+
+@rules.command("simulate")
+@_RULES_OPTION
+@click.option("--since", "period", default="30d", show_default=True,
+              help="重放最近多长时间内创建的工单，整数天或小时，如 30d、7d、12h / period of ticket creation to replay")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="输出格式 / output format")
+def simulate_command(rules_dir: Path | None, period: str, output_format: str) -> None:
+    """用候选规则重放已存工单，列出会改变的优先级、队内排序和 SLA 策略；只读 (replay stored tickets, read-only).
+
+    \b
+    每张工单按规则最后一次评估它时（受理时，或来电菜单选择时）的事实重放：
+    工单字段与转介来源、当时的标签、评估前的优先级、由通话和状态事件重建的当时来电次数与未办结工单，
+    以及候选规则目录中 workday 日历在当时的工作时间与节假日。
+    Each ticket is replayed with the facts it had when the rules last evaluated it, rebuilt from its
+    stored fields, calls and status events.
+    """
+    settings = _load_settings()
+    rules_dir = rules_dir or settings.rules_dir
+    try:
+        length = parse_period(period)
+    except ValueError as error:
+        raise click.BadParameter(f"时间段无效 / {error}", param_hint="--since") from None
+
+    errors = check_rule_files(rules_dir, settings.timezone)
+    if errors:
+        for line in errors:
+            click.echo(line, err=True)
+        click.echo(f"规则文件有 {len(errors)} 处错误 / {len(errors)} errors in {rules_dir}", err=True)
+        raise SystemExit(1)
+
+    rule_set, policies, calendars = _load_candidate(rules_dir, settings.timezone)
+    until = now()
+    with _read_only_session(settings) as session:
+        report = simulate(session, rule_set, policies, calendars, until - length, until)
+
+    if output_format == "json":
+        click.echo(json.dumps(_report_json(report, rules_dir, settings.timezone), ensure_ascii=False, indent=2))
+    else:
+        for line in _report_lines(report, rules_dir, settings.timezone):
+            click.echo(line)
 
 
 @rules.command("versions")
@@ -171,6 +215,77 @@ def _run_check(errors: list[str], file_name: str, load: Callable[[], Any]) -> An
         else:
             errors.extend(f"{file_name}: {type(error).__name__}: {line}" for line in lines)
         return None
+
+
+def _load_candidate(rules_dir: Path, tz: ZoneInfo):
+    from hotline.sla.calendars import load_calendars
+    from hotline.sla.policies import load_policies
+
+    calendars = load_calendars(rules_dir / "calendars.yaml", tz)
+    return load_rule_set(rules_dir), load_policies(rules_dir / "sla.yaml", calendars), calendars
+
+
+def _report_lines(report: SimulationReport, rules_dir: Path, tz: ZoneInfo) -> list[str]:
+    since = local(report.since, tz).strftime("%Y-%m-%d %H:%M")
+    until = local(report.until, tz).strftime("%Y-%m-%d %H:%M")
+    lines = [f"候选规则集 {report.candidate_version}（{rules_dir}）",
+             f"重放 {since} 至 {until}（{tz.key}）创建的 {report.tickets} 张工单；只读，未写入任何数据。"]
+    if report.skipped:
+        lines.append(f"另有 {report.skipped} 张工单未经规则评估，未重放。")
+
+    sections = [("优先级变化 priority changes", "priority"), ("队内排序变化 queue rank changes", "queue_rank"),
+                ("SLA 策略变化 SLA policy changes", "sla_policy")]
+    for title, attribute in sections:
+        changed = [change for change in report.changes if getattr(change, attribute) is not None]
+        lines.append("")
+        lines.append(f"{title}: {len(changed)}")
+        for change in changed:
+            difference = getattr(change, attribute)
+            rules_text = f"  规则 {', '.join(difference.rules)}" if difference.rules else ""
+            lines.append(f"  {change.number}  {difference.before} -> {difference.after}{rules_text}")
+    lines.append("")
+    lines.append(f"评估失败 evaluation errors: {len(report.errors)}")
+    lines.extend(f"  {number}  {message}" for number, message in report.errors)
+
+    lines.append("")
+    lines.append(f"汇总 summary: 工单 {report.tickets}，优先级变化 {report.count('priority')}"
+                 f"（提升 {report.raised}，降低 {report.lowered}），队内排序变化 {report.count('queue_rank')}，"
+                 f"SLA 策略变化 {report.count('sla_policy')}，无变化 {report.unchanged}，评估失败 {len(report.errors)}")
+    lines.append(f"按各自的规则集版本重放 replayed with own version: {report.reproduced}/"
+                 f"{report.replayed_with_own_version} 张与存储结果一致")
+    if report.not_reproduced:
+        lines.append(f"  不一致 not reproduced: {', '.join(report.not_reproduced)}"
+                     "（这些工单当时的事实未能完全重建，其变化可能不只来自规则改动）")
+    return lines
+
+
+def _report_json(report: SimulationReport, rules_dir: Path, tz: ZoneInfo) -> dict[str, Any]:
+    def difference(value):
+        if value is None:
+            return None
+        return {"from": value.before, "to": value.after, **({"rules": list(value.rules)} if value.rules else {})}
+
+    return {
+        "rule_set": {"version": report.candidate_version, "dir": str(rules_dir)},
+        "period": {"since": isoformat(report.since, tz), "until": isoformat(report.until, tz)},
+        "summary": {
+            "tickets": report.tickets, "skipped": report.skipped,
+            "priority_changed": report.count("priority"), "priority_raised": report.raised,
+            "priority_lowered": report.lowered, "queue_rank_changed": report.count("queue_rank"),
+            "sla_policy_changed": report.count("sla_policy"), "unchanged": report.unchanged,
+            "errors": len(report.errors), "replayed_with_own_version": report.replayed_with_own_version,
+            "reproduced": report.reproduced,
+        },
+        "changes": [
+            {"number": change.number, "created_at": isoformat(change.created_at, tz),
+             "evaluated_at": isoformat(change.evaluated_at, tz), "stored_version": change.stored_version,
+             "priority": difference(change.priority), "queue_rank": difference(change.queue_rank),
+             "sla_policy": difference(change.sla_policy)}
+            for change in report.changes
+        ],
+        "errors": [{"number": number, "message": message} for number, message in report.errors],
+        "not_reproduced": report.not_reproduced,
+    }
 
 
 def _run_case_files(rule_set, case_files: Sequence[Path]) -> tuple[int, int]:

@@ -190,13 +190,20 @@ def rule_set_for(session: Session | None, version: str | None) -> RuleSet | None
     last, whose rules may be worded differently from the ones that evaluated the ticket; None when
     this process loaded no rule set at all.
     """
+    exact = rule_set_of_version(session, version)
+    if exact is not None:
+        return exact
+    with _lock:
+        return _latest
+
+
+def rule_set_of_version(session: Session | None, version: str | None) -> RuleSet | None:
+    """Return the rule set with exactly `version`: loaded in this process, or else stored; None if neither."""
     with _lock:
         loaded = _loaded.get(version) if version else None
-        latest = _latest
-    if loaded is not None:
+    if loaded is not None or session is None:
         return loaded
-    stored = stored_rule_set(session, version) if session is not None else None
-    return stored if stored is not None else latest
+    return stored_rule_set(session, version)
 
 
 def _parse(row: RuleSetVersion) -> RuleSet | None:
