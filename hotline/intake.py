@@ -7,6 +7,8 @@ the lookup fails on the unique constraint; the API retries the transaction, whic
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from sqlmodel import Session, select
 
 from hotline import phones
 from hotline.events import record_event
-from hotline.models import Call, Referral, Ticket
+from hotline.models import Call, Referral, Ticket, TicketEvent
 from hotline.outbox import schedule_job
 from hotline.telephony.twiml import MENU_CATEGORIES
 from hotline.tickets import (
@@ -55,20 +57,21 @@ class IntakeResult:
 # --- referrals -------------------------------------------------------------------------------------
 
 
-def find_referral_ticket(session: Session, source: str, external_id: str) -> Ticket | None:
-    referral = session.exec(
+def find_referral(session: Session, source: str, external_id: str) -> Referral | None:
+    return session.exec(
         select(Referral).where(Referral.source == source).where(Referral.external_id == external_id)
     ).first()
-    return None if referral is None else session.get(Ticket, referral.ticket_id)
 
 
 def take_referral(session: Session, runtime, source: str, body: Any, token_id: int | None,
                   now: datetime) -> IntakeResult:
     """File a referral from `source` (taken from the caller's token, never from the body)."""
     referral = validate_referral(session, body)
-    existing = find_referral_ticket(session, source, referral["external_id"])
+    existing = find_referral(session, source, referral["external_id"])
     if existing is not None:
-        return IntakeResult(existing, created=False)
+        ticket = session.get(Ticket, existing.ticket_id)
+        _record_changed_resend(session, existing, ticket, body, now)
+        return IntakeResult(ticket, created=False)
 
     resident = referral["resident"]
     new_ticket = open_ticket(
@@ -88,6 +91,40 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
     session.flush()
     assign_numbers(session, runtime.settings.timezone)
     return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket)
+
+
+def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket, body: dict[str, Any],
+                           now: datetime) -> None:
+    """Record a resend whose content differs from the first referral, once per distinct content.
+
+    The ticket keeps the first content: the resend still returns the same ticket, and the event shows
+    the operator which fields the referrer changed, so a corrected phone number is not lost.
+    """
+    changed = changed_fields(referral.payload or {}, body)
+    if not changed:
+        return
+    fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    earlier = session.exec(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "referral_resent")
+    ).all()
+    if any((event.data or {}).get("fingerprint") == fingerprint for event in earlier):
+        return
+    record_event(session, ticket, "referral_resent", actor=f"source:{referral.source}", to_value=", ".join(changed),
+                 at=now, data={"changed": changed, "payload": body, "fingerprint": fingerprint})
+    log.info("Intake: referral %s/%s resent with changes to %s for ticket %s", referral.source,
+             referral.external_id, ", ".join(changed), ticket.number)
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """List the dotted paths whose values differ between two referral bodies, objects compared field by field."""
+    changed = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed.extend(changed_fields(old, new, f"{prefix}{key}."))
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
 
 
 def validate_referral(session: Session, body: Any) -> dict[str, Any]:

@@ -67,6 +67,32 @@ def test_referral_resent_returns_same_ticket(client, seeded, runtime):
     assert _row_counts(runtime)["Ticket"] == 1
 
 
+def test_identical_resend_records_nothing(client, seeded, runtime):
+    _post(client, seeded["community_worker"], REFERRAL)
+    before = _row_counts(runtime)
+
+    _post(client, seeded["community_worker"], REFERRAL)
+
+    assert _row_counts(runtime) == before
+
+
+def test_changed_resend_recorded_once(client, seeded, runtime):
+    first = _post(client, seeded["community_worker"], REFERRAL)
+    changed = _with(resident__phone="13912345678", note="改为上午来电。")
+
+    second = _post(client, seeded["community_worker"], changed)
+    _post(client, seeded["community_worker"], changed)
+
+    assert second.status_code == 200
+    assert second.get_json()["number"] == first.get_json()["number"]
+    assert second.get_json()["caller_phone"] == "177****5051", "the ticket keeps the first content"
+    resent = [event for event in second.get_json()["events"] if event["kind"] == "referral_resent"]
+    assert len(resent) == 1
+    assert resent[0]["data"]["changed"] == ["note", "resident.phone"]
+    assert resent[0]["data"]["payload"]["resident"]["phone"] == "13912345678"
+    assert _row_counts(runtime)["TicketEvent"] == 4, "created, two clocks started, one resend"
+
+
 def test_same_external_id_other_source_is_new(client, seeded, runtime):
     _post(client, seeded["community_worker"], REFERRAL)
     response = _post(client, seeded["shequyun"], REFERRAL)

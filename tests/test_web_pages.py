@@ -179,6 +179,21 @@ def test_ticket_page_shows_everything_staff_need(operator, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_timeline_names_fields_of_changed_resend(operator, seeded):
+    body = {"external_id": "R-1", "category": "consultation",
+            "resident": {"name": "居民", "phone": "13812345678", "town": "金泽镇"}}
+    headers = {"Authorization": f"Bearer {seeded['shequyun']}"}
+    number = operator.post("/api/v1/referrals", json=body, headers=headers).get_json()["number"]
+    body["resident"]["phone"] = "13912345678"
+    operator.post("/api/v1/referrals", json=body, headers=headers)
+
+    page = operator.get(f"/tickets/{number}").get_data(as_text=True)
+
+    assert "转介重发，内容有变" in page
+    assert "居民电话" in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_ticket_page_flags_death_after_intake(operator, seeded):
     number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
                    town="练塘镇", deceased={"died_at": "2026-12-08T06:10:00+08:00"})

@@ -42,6 +42,24 @@ EVENT_KINDS = {
     "sla_breached": ("时限超时", "SLA breached"),
     "sla_warning": ("时限预警", "SLA warning"),
     "sla_provisional_reviewed": ("临时时限复核", "Provisional deadline reviewed"),
+    "referral_resent": ("转介重发，内容有变", "Referral resent with changes"),
+}
+# Referral body fields named in a "referral_resent" event; other paths are shown as they are.
+REFERRAL_FIELDS = {
+    "category": ("类别", "Category"),
+    "needs": ("需求", "Needs"),
+    "flags": ("特殊情况", "Circumstances"),
+    "note": ("备注", "Note"),
+    "resident.name": ("居民姓名", "Resident's name"),
+    "resident.phone": ("居民电话", "Resident's phone"),
+    "resident.town": ("街镇", "Town"),
+    "resident.committee": ("居委/村委", "Committee"),
+    "resident.address": ("地址", "Address"),
+    "referrer.name": ("转介人姓名", "Referrer's name"),
+    "referrer.phone": ("转介人电话", "Referrer's phone"),
+    "referrer.org": ("转介单位", "Referrer's organisation"),
+    "deceased.died_at": ("死亡时间", "Time of death"),
+    "deceased.place": ("死亡地点", "Place of death"),
 }
 SLA_STATES = {
     "running": ("计时中", "Running"),
@@ -137,6 +155,8 @@ def event_change(kind: str, from_value: str | None, to_value: str | None, data: 
         from_value = label(codes, from_value, language) if from_value else from_value
         to_value = label(codes, to_value, language) if to_value else to_value
     from_value, to_value = _instant_text(from_value, tz), _instant_text(to_value, tz)
+    if kind == "referral_resent" and to_value:
+        to_value = "、".join(label(REFERRAL_FIELDS, path, language) for path in to_value.split(", "))
     if kind == "claimed" and to_value and to_value.isdigit():
         to_value = users.get(int(to_value), to_value)
     parts = []
