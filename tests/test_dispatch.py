@@ -193,6 +193,63 @@ def test_decline_by_link_moves_on(client, runtime, seeded):
     assert second.agency_id != first.agency_id
 
 
+def _clocks(runtime, ticket_id):
+    with runtime.transaction() as session:
+        return {clock.target: clock for clock in
+                session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket_id)).all()}
+
+
+def _sms_reply(client, phone, body, sid):
+    form = {"From": phone, "To": "+862159200496", "Body": body, "MessageSid": sid}
+    signature = compute_signature("test-auth-token", PUBLIC + "/twilio/sms", form)
+    return client.post("/twilio/sms", data=form, headers={"X-Twilio-Signature": signature})
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_arrival_by_sms_meets_on_site_once(client, runtime, seeded):
+    ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+    phone = _agency(runtime, offer).contact_phone
+    _sms_reply(client, phone, f"{offer.code} 接", "SM1")
+
+    with time_machine.travel(MONDAY_MORNING + timedelta(minutes=40), tick=False):
+        first = _sms_reply(client, phone, f"{offer.code} 到", "SM2")
+        second = _sms_reply(client, phone, f"{offer.code} 到达", "SM3")
+
+    assert "已登记到达现场".encode() in first.data
+    assert "无需重复".encode() in second.data
+    on_site = _clocks(runtime, ticket_id)["on_site"]
+    assert on_site.state == "met"
+    assert on_site.met_at == MONDAY_MORNING + timedelta(minutes=40)
+    assert len(_events(runtime, ticket_id, "agency_arrived")) == 1
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_arrival_before_acceptance_refused(client, runtime, seeded):
+    ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+
+    response = _sms_reply(client, _agency(runtime, offer).contact_phone, f"{offer.code} 到", "SM1")
+
+    assert "无法登记到达".encode() in response.data
+    assert _events(runtime, ticket_id, "agency_arrived") == []
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_arrival_by_link_after_accepting(client, runtime, seeded):
+    ticket_id = _ticket(runtime)
+    [offer] = _offers(runtime, ticket_id)
+    token = offers.offer_token(runtime.settings.secret_key, offer.id)
+    accepted = client.post(f"/offers/{token}", data={"action": "accept"}).get_data(as_text=True)
+
+    arrived = client.post(f"/offers/{token}", data={"action": "arrive"}).get_data(as_text=True)
+
+    assert 'value="arrive"' in accepted, "the page offers the arrival button once accepted"
+    assert "已登记到达现场" in arrived
+    assert 'value="arrive"' not in arrived
+    assert _clocks(runtime, ticket_id)["on_site"].state == "met"
+
+
 def test_forged_offer_link_not_found(client, runtime, seeded):
     assert client.get("/offers/123").status_code == 404
     assert client.get("/offers/" + offers.offer_token("another-secret-key-123", 1)).status_code == 404
@@ -292,13 +349,17 @@ def test_escalated_then_dispatched_tells_supervisor(runtime, seeded):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("K7Q2MA 接", ("K7Q2MA", True, None)),
-    ("ｋ７ｑ２ｍａ　接", ("K7Q2MA", True, None)),
-    ("K7Q2MA接单", ("K7Q2MA", True, None)),
-    ("接 K7Q2MA", ("K7Q2MA", True, None)),
-    ("ACCEPT K7Q2MA", ("K7Q2MA", True, None)),
-    ("K7Q2MA 拒 车辆不在", ("K7Q2MA", False, "车辆不在")),
-    ("K7Q2MA 2", ("K7Q2MA", False, None)),
+    ("K7Q2MA 接", ("K7Q2MA", "accept", None)),
+    ("ｋ７ｑ２ｍａ　接", ("K7Q2MA", "accept", None)),
+    ("K7Q2MA接单", ("K7Q2MA", "accept", None)),
+    ("接 K7Q2MA", ("K7Q2MA", "accept", None)),
+    ("ACCEPT K7Q2MA", ("K7Q2MA", "accept", None)),
+    ("K7Q2MA 拒 车辆不在", ("K7Q2MA", "decline", "车辆不在")),
+    ("K7Q2MA 拒 明天才能到", ("K7Q2MA", "decline", "明天才能到")),
+    ("K7Q2MA 2", ("K7Q2MA", "decline", None)),
+    ("K7Q2MA 到", ("K7Q2MA", "arrive", None)),
+    ("已到 k7q2ma", ("K7Q2MA", "arrive", None)),
+    ("K7Q2MA ARRIVED", ("K7Q2MA", "arrive", None)),
     ("K7Q2MA", None),
     ("好的 接", None),
 ])

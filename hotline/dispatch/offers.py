@@ -23,11 +23,11 @@ from sqlmodel import Session, select
 from hotline.clock import local
 from hotline.dispatch import registry
 from hotline.events import record_event
-from hotline.models import Agency, Offer, Ticket, Town
+from hotline.models import Agency, Offer, Ticket, TicketEvent, Town
 from hotline.outbox import SUPERVISOR, add_message, schedule_job
 from hotline.sla import clocks as sla_clocks
 from hotline.tickets import set_status
-from hotline.vocabulary import NEEDS, STATUSES, label
+from hotline.vocabulary import FINAL_STATUSES, NEEDS, STATUSES, label
 
 log = logging.getLogger("hotline.dispatch")
 
@@ -39,10 +39,13 @@ REDISPATCH_STATUSES = ("new", "dispatching")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 ACCEPT_WORDS = {"接单", "接", "同意", "ACCEPT", "YES", "Y", "1"}
 DECLINE_WORDS = {"拒绝", "拒", "DECLINE", "NO", "N", "2"}
+ARRIVE_WORDS = {"到达", "已到", "到", "ARRIVED", "3"}
 _CODE_PATTERN = re.compile(rf"(?<![A-Z0-9])[{CODE_ALPHABET}]{{6}}(?![A-Z0-9])")
 # Chinese verbs may touch the code ("K7Q2MA接单"); Latin ones and digits must stand alone.
-_VERB_PATTERN = re.compile(r"接单|接|同意|拒绝|拒|(?<![A-Z0-9])(?:ACCEPT|DECLINE|YES|NO|Y|N|1|2)(?![A-Z0-9])")
-REPLY_HELP = "回复格式：派单码 接 或 派单码 拒（可附原因），例如「K7Q2MA 接」。"
+_VERB_PATTERN = re.compile(
+    r"接单|接|同意|拒绝|拒|到达|已到|到|(?<![A-Z0-9])(?:ACCEPT|DECLINE|ARRIVED|YES|NO|Y|N|1|2|3)(?![A-Z0-9])"
+)
+REPLY_HELP = "回复格式：派单码 接 或 派单码 拒（可附原因），到达现场后回复 派单码 到，例如「K7Q2MA 接」。"
 
 
 @dataclass(frozen=True)
@@ -273,11 +276,11 @@ def stalled_ticket_ids(runtime, limit: int = 200) -> list[int]:
 
 
 def answer_sms(runtime, from_phone: str | None, body: str, now: datetime) -> str:
-    """Handle an agency's SMS reply such as "K7Q2MA 接", "k7q2ma接单" or "拒 K7Q2MA 没有车"; return the reply."""
+    """Handle an agency's SMS reply such as "K7Q2MA 接", "k7q2ma接单", "拒 K7Q2MA 没有车" or "K7Q2MA 到"."""
     parsed = parse_sms_reply(body)
     if parsed is None:
         return REPLY_HELP
-    code, accept, reason = parsed
+    code, action, reason = parsed
 
     with runtime.transaction() as session:
         offer = session.exec(select(Offer).where(Offer.code == code)).first()
@@ -285,11 +288,17 @@ def answer_sms(runtime, from_phone: str | None, body: str, now: datetime) -> str
     if offer is None or agency is None or agency.contact_phone != from_phone:
         log.warning("Dispatch: SMS reply with unknown code or from another number (code %s)", code)
         return f"未找到派单码 {code}，请核对短信中的派单码后回复。"
-    return answer_offer(runtime, offer.id, accept, f"agency:{agency.id}", reason, now).message
+    actor = f"agency:{agency.id}"
+    if action == "arrive":
+        return record_arrival(runtime, offer.id, actor, now).message
+    return answer_offer(runtime, offer.id, action == "accept", actor, reason, now).message
 
 
-def parse_sms_reply(body: str) -> tuple[str, bool, str | None] | None:
-    """Find the offer code, accept or decline, and an optional reason in a reply; None when unreadable."""
+def parse_sms_reply(body: str) -> tuple[str, str, str | None] | None:
+    """Find the offer code, the action (accept, decline or arrive) and an optional reason in a reply.
+
+    Return None when the reply has no code or no action word.
+    """
     text = unicodedata.normalize("NFKC", body or "").strip().upper()
     codes = [match for match in _CODE_PATTERN.finditer(text) if match.group(0) not in ACCEPT_WORDS]
     code_match = codes[0] if codes else None
@@ -300,7 +309,46 @@ def parse_sms_reply(body: str) -> tuple[str, bool, str | None] | None:
     rest = (text[:min(code_match.start(), verb_match.start())] + " "
             + text[max(code_match.end(), verb_match.end()):])
     reason = " ".join(rest.replace(",", " ").split()) or None
-    return code_match.group(0), verb_match.group(0) in ACCEPT_WORDS, reason
+    return code_match.group(0), _action(verb_match.group(0)), reason
+
+
+def _action(verb: str) -> str:
+    if verb in ACCEPT_WORDS:
+        return "accept"
+    return "arrive" if verb in ARRIVE_WORDS else "decline"
+
+
+def record_arrival(runtime, offer_id: int, actor: str, now: datetime) -> OfferAnswer:
+    """Record that the agency of an accepted offer is on site, which meets the ticket's on_site clock.
+
+    A second report changes nothing, and a report for an offer that is not accepted, or for a finished
+    ticket, is refused with a message saying why.
+    """
+    with runtime.transaction() as session:
+        offer = session.get(Offer, offer_id)
+        if offer is None:
+            return OfferAnswer(False, "未找到该派单。")
+        if offer.state != "accepted":
+            return OfferAnswer(False, f"派单 {offer.code} 未接单（{_state_text(offer.state)}），无法登记到达。", offer)
+        ticket = session.get(Ticket, offer.ticket_id)
+        if ticket.status in FINAL_STATUSES:
+            return OfferAnswer(False, f"工单 {ticket.number} 已{label(STATUSES, ticket.status)}，无需登记到达。", offer)
+        if has_arrived(session, ticket.id, offer.id):
+            return OfferAnswer(True, f"工单 {ticket.number} 已登记到达现场，无需重复回复。", offer)
+
+        agency = session.get(Agency, offer.agency_id)
+        record_event(session, ticket, "agency_arrived", actor=actor, to_value=agency.name, at=now,
+                     data={"offer_id": offer.id})
+        sla_clocks.mark_met(session, ticket, ["on_site"], now, actor=actor)
+        log.info("Dispatch: agency %s on site for ticket %s (offer %s)", agency.id, ticket.number, offer.id)
+        return OfferAnswer(True, f"已登记到达现场，工单 {ticket.number}。", offer)
+
+
+def has_arrived(session: Session, ticket_id: int, offer_id: int) -> bool:
+    events = session.exec(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "agency_arrived")
+    ).all()
+    return any((event.data or {}).get("offer_id") == offer_id for event in events)
 
 
 def _new_code(session: Session) -> str:

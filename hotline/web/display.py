@@ -33,6 +33,7 @@ EVENT_KINDS = {
     "offer_declined": ("机构拒单", "Offer declined"),
     "offer_timed_out": ("派单超时", "Offer timed out"),
     "offer_cancelled": ("派单撤回", "Offer withdrawn"),
+    "agency_arrived": ("机构到达现场", "Agency on site"),
     "dispatch_escalated": ("派单升级至主管", "Escalated to supervisor"),
     "sla_started": ("时限开始计时", "SLA clock started"),
     "sla_met": ("时限达成", "SLA target met"),

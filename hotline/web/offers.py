@@ -9,10 +9,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template, request
 
 from hotline.clock import local, now
-from hotline.dispatch.offers import answer_offer, offer_id_from_token
+from hotline.dispatch.offers import answer_offer, has_arrived, offer_id_from_token, record_arrival
 from hotline.i18n import current_language
 from hotline.models import Agency, Offer, Ticket, Town
-from hotline.vocabulary import NEEDS, label
+from hotline.vocabulary import FINAL_STATUSES, NEEDS, label
 
 bp = Blueprint("offers", __name__, url_prefix="/offers")
 
@@ -29,17 +29,7 @@ def offer_page(token: str):
 
     message = None
     if request.method == "POST":
-        action = request.form.get("action")
-        if action not in ("accept", "decline"):
-            abort(400)
-        with runtime().transaction() as session:
-            offer = session.get(Offer, offer_id)
-            if offer is None:
-                abort(404)
-            agency_id = offer.agency_id
-        answer = answer_offer(runtime(), offer_id, action == "accept", f"agency:{agency_id}",
-                              (request.form.get("reason") or "").strip()[:300] or None, now())
-        message = answer.message
+        message = _answer(offer_id, request.form.get("action"))
 
     with runtime().transaction() as session:
         offer = session.get(Offer, offer_id)
@@ -54,4 +44,20 @@ def offer_page(token: str):
             needs=[label(NEEDS, need) for need in ticket.needs or []],
             accept_by=local(offer.accept_by, tz).strftime("%Y-%m-%d %H:%M"),
             open=offer.state == "pending" and offer.accept_by > now(), language=current_language(),
+            may_report_arrival=offer.state == "accepted" and ticket.status not in FINAL_STATUSES
+            and not has_arrived(session, ticket.id, offer.id),
         )
+
+
+def _answer(offer_id: int, action: str | None) -> str:
+    if action not in ("accept", "decline", "arrive"):
+        abort(400)
+    with runtime().transaction() as session:
+        offer = session.get(Offer, offer_id)
+        if offer is None:
+            abort(404)
+        actor = f"agency:{offer.agency_id}"
+    if action == "arrive":
+        return record_arrival(runtime(), offer_id, actor, now()).message
+    reason = (request.form.get("reason") or "").strip()[:300] or None
+    return answer_offer(runtime(), offer_id, action == "accept", actor, reason, now()).message
