@@ -23,7 +23,8 @@ from typing import Any
 
 import rule_engine
 
-from hotline.rules.expressions import TICKET_FACTS, Condition, RuleError
+from hotline.rules.compiled import prepare_facts
+from hotline.rules.expressions import FACT_KINDS, TICKET_FACTS, Condition, RuleError
 from hotline.vocabulary import PRIORITIES
 
 log = logging.getLogger("hotline.rules")
@@ -88,32 +89,59 @@ class RuleSet:
     default_queue_rank: int
     rules: tuple[Rule, ...]
     files: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # (rule, closure) pairs when every condition was translated to a closure, else None.
+    _compiled: tuple | None = field(init=False, default=None, compare=False, repr=False)
 
-    def evaluate_priority(self, facts: Mapping[str, Any]) -> PriorityDecision:
+    def __post_init__(self) -> None:
+        tests = tuple(rule.condition.test for rule in self.rules)
+        compiled = tuple(zip(self.rules, tests, strict=True)) if all(tests) else None
+        object.__setattr__(self, "_compiled", compiled)
+
+    def evaluate_priority(self, facts: Mapping[str, Any], *, compiled: bool = True) -> PriorityDecision:
         """Evaluate every rule against `facts` and combine the effects of the matching ones.
 
         `facts` must contain every key of TICKET_FACTS, as hotline.rules.facts builds them. A missing key
         raises ValueError, and a condition that fails on a value of the wrong type raises RuleError.
+        Conditions run as closures built from their syntax trees (hotline.rules.compiled) when every
+        fact has its declared type; otherwise, and with compiled=False, rule-engine evaluates each one.
+        Both ways give the same decision, which the tests check.
         """
-        _require_all_facts(facts)
-        matched = {rule.id for rule in self.rules if _matches(rule, facts)}
-        matching_rules = [rule for rule in self.rules if rule.id in matched]
+        values = prepare_facts(facts, FACT_KINDS) if compiled else None
+        if values is None:
+            _require_all_facts(facts)
+        matching_rules = self._matching(facts, values)
 
-        set_priority = min([self.default_priority] + [r.set_priority for r in matching_rules if r.set_priority])
-        queue_rank = min([self.default_queue_rank] + [r.set_queue_rank for r in matching_rules
-                                                      if r.set_queue_rank is not None])
+        set_priority = self.default_priority
+        queue_rank = self.default_queue_rank
+        raise_steps = 0
+        for rule in matching_rules:
+            if rule.set_priority is not None and rule.set_priority < set_priority:
+                set_priority = rule.set_priority
+            if rule.set_queue_rank is not None and rule.set_queue_rank < queue_rank:
+                queue_rank = rule.set_queue_rank
+            raise_steps += rule.raise_steps
         changes = self._attribute(matching_rules, set_priority, queue_rank, facts)
-        final_priority = max(MOST_URGENT, set_priority - sum(r.raise_steps for r in matching_rules))
+        final_priority = max(MOST_URGENT, set_priority - raise_steps)
 
-        trace = [{"rule": rule.id, "matched": rule.id in matched, "changes": changes.get(rule.id, {})}
+        trace = [{"rule": rule.id, "matched": rule.id in changes, "changes": changes.get(rule.id, {})}
                  for rule in self.rules]
-        reasons = [_reason(rule, changes[rule.id]) for rule in matching_rules if changes.get(rule.id)]
-        added_tags = [tag for rule in matching_rules for tag in changes.get(rule.id, {}).get("add_tags", [])]
+        reasons = [_reason(rule, changes[rule.id]) for rule in matching_rules if changes[rule.id]]
+        added_tags = [tag for rule in matching_rules for tag in changes[rule.id].get("add_tags", ())]
 
-        log.debug("Rule set %s: priority %s, queue rank %d, matched %s", self.version,
-                  priority_label(final_priority), queue_rank, ",".join(sorted(matched)) or "-")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Rule set %s: priority %s, queue rank %d, matched %s", self.version,
+                      priority_label(final_priority), queue_rank, ",".join(sorted(changes)) or "-")
         return PriorityDecision(priority=final_priority, queue_rank=queue_rank, reasons=reasons,
                                 trace=trace, version=self.version, added_tags=added_tags)
+
+    def _matching(self, facts: Mapping[str, Any], values: Mapping[str, Any] | None) -> list[Rule]:
+        """Return the rules whose condition holds, in file order."""
+        if values is not None and self._compiled is not None:
+            try:
+                return [rule for rule, test in self._compiled if test(values)]
+            except rule_engine.errors.EngineError:
+                pass  # evaluated again below, so that the error names the rule
+        return [rule for rule in self.rules if _matches(rule, facts, values)]
 
     def _attribute(self, matching_rules: Sequence[Rule], set_priority: int, queue_rank: int,
                    facts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -149,8 +177,11 @@ def _require_all_facts(facts: Mapping[str, Any]) -> None:
         raise ValueError(f"facts are missing {', '.join(missing)}; build them with hotline.rules.facts")
 
 
-def _matches(rule: Rule, facts: Mapping[str, Any]) -> bool:
+def _matches(rule: Rule, facts: Mapping[str, Any], values: Mapping[str, Any] | None) -> bool:
+    test = rule.condition.test
     try:
+        if values is not None and test is not None:
+            return test(values)
         return rule.condition.matches(facts)
     except rule_engine.errors.EngineError as error:
         message = getattr(error, "message", str(error))

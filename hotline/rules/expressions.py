@@ -7,11 +7,13 @@ is compiled, and reports syntax and unknown-symbol errors that can name the rule
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import rule_engine
+
+from hotline.rules.compiled import fact_kinds, translate
 
 _STRING = rule_engine.DataType.STRING
 _STRINGS = rule_engine.DataType.ARRAY(rule_engine.DataType.STRING)
@@ -38,6 +40,7 @@ TICKET_FACTS: dict[str, Any] = {
     "holiday": _BOOLEAN,
 }
 
+FACT_KINDS = fact_kinds(TICKET_FACTS)
 _CONTEXT = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(TICKET_FACTS))
 
 
@@ -47,8 +50,16 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Condition:
+    """A compiled condition.
+
+    `matches` evaluates it with rule-engine itself. `test` runs the same condition as Python closures
+    built once from rule-engine's syntax tree, on values from prepare_facts; it exists when every part
+    of the condition is one that hotline.rules.compiled translates, and returns what `matches` returns.
+    """
+
     text: str
     _rule: rule_engine.Rule
+    test: Callable[[Mapping[str, Any]], bool] | None = None
 
     def matches(self, facts: Mapping[str, Any]) -> bool:
         return bool(self._rule.matches(facts))
@@ -71,4 +82,4 @@ def compile_condition(text: str | bool, where: str) -> Condition:
         raise RuleError(f"{where}: syntax error in condition {text!r}: {error.message}") from None
     except rule_engine.errors.EvaluationError as error:
         raise RuleError(f"{where}: invalid condition {text!r}: {error.message}") from None
-    return Condition(text=text, _rule=rule)
+    return Condition(text=text, _rule=rule, test=translate(rule.statement.expression))
