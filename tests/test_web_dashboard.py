@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -122,6 +123,17 @@ def test_nav_link_only_for_supervisors(app, seeded):
 
     assert link not in operator.get("/").get_data(as_text=True)
     assert link in supervisor.get("/").get_data(as_text=True)
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_page_in_english(app, seeded):
+    supervisor = _client_as(app, "supervisor")
+
+    page = supervisor.get("/supervisor?lang=en&days=30").get_data(as_text=True)
+
+    assert "<h1>Supervisor dashboard</h1>" in page
+    assert re.search(r'href="/supervisor\?days=30"\s+aria-current="page">Last 30 days</a>', page)
+    assert "2026-11-08 to 2026-12-07, days in Asia/Shanghai time" in page
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
