@@ -9,6 +9,7 @@ from datetime import date
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents
 from hotline.models import Agency, Offer, Ticket
 from hotline.vocabulary import OPEN_STATUSES
 
@@ -37,11 +38,12 @@ def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_serv
              exclude: set[int]) -> list[Candidate]:
     """Agencies of `kinds` that may take `ticket` now, longest-waiting first (fair rotation).
 
-    Eligible: approved, licence not expired on `today`, serving the ticket's town, offering every needed
-    service, below capacity, and not already offered this ticket.
+    Eligible: approved or on watch, filing and business licence both still valid on `today` (a document
+    stops counting on its expiry date), serving the ticket's town, offering every needed service, below
+    capacity, and not already offered this ticket.
     """
     agencies = session.exec(
-        select(Agency).where(Agency.status == "approved").where(Agency.kind.in_(tuple(kinds)))
+        select(Agency).where(Agency.status.in_(DISPATCHABLE_STATUSES)).where(Agency.kind.in_(tuple(kinds)))
     ).all()
     active = active_jobs_by_agency(session)
 
@@ -50,7 +52,7 @@ def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_serv
         jobs = active.get(agency.id, 0)
         if agency.id in exclude or jobs >= agency.capacity:
             continue
-        if agency.licence_expires_on is not None and agency.licence_expires_on < today:
+        if expired_documents(agency, today):
             continue
         if not serves_town(agency, ticket.town_code) or not needed_services <= set(agency.services or []):
             continue
