@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from hotline import outbox
+from hotline.agency_reminders import send_expiry_reminders
 from hotline.clock import now
 from hotline.delivery import deliver_message as _deliver
 from hotline.dispatch import offers
@@ -51,3 +52,8 @@ def sweep_outbox() -> int:
     if ids:
         log.info("Jobs: re-enqueued %s due outbox messages", len(ids))
     return len(ids)
+
+
+def remind_agency_expiry() -> int:
+    """Queue the admins' reminders of agency filings and licences that expire within 30 or 7 days."""
+    return send_expiry_reminders(current(), now())

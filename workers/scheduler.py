@@ -1,4 +1,4 @@
-"""The scheduler process: periodic sweeps for SLA breaches, offer time-outs and the outbox.
+"""The scheduler process: periodic sweeps for SLA breaches, offer time-outs and the outbox, and daily jobs.
 
 Run exactly one (`python -m workers.scheduler`). With Redis, each tick first takes a key with SET NX
 that expires with the tick, so a second scheduler started by mistake skips the tick instead of
@@ -14,8 +14,10 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from hotline.clock import SHANGHAI
 from workers import jobs
 
 log = logging.getLogger("hotline.scheduler")
@@ -28,9 +30,22 @@ SWEEPS: dict[str, tuple[Callable[[], int], int]] = {
 }
 MISFIRE_GRACE_SECONDS = 30
 
+# name -> (job, hour, minute): once a day at that time in Asia/Shanghai, every day of the week.
+DAILY_JOBS: dict[str, tuple[Callable[[], int], int, int]] = {
+    "agency-expiry": (jobs.remind_agency_expiry, 9, 0),
+}
+EVERY_DAY = "mon,tue,wed,thu,fri,sat,sun"
+# A daily run that starts up to an hour late (a busy or paused scheduler) still runs. A later one is
+# skipped, and the next day's run catches up because the jobs send what is still due.
+DAILY_MISFIRE_GRACE_SECONDS = 3600
+DAY_SECONDS = 24 * 3600
+
 
 def build_scheduler(runtime, background: bool) -> BackgroundScheduler | BlockingScheduler:
-    """A scheduler with every sweep, in the hotline's time zone, coalescing missed runs."""
+    """A scheduler with every sweep and daily job, coalescing missed runs.
+
+    Sweeps run in the hotline's time zone; daily jobs name Asia/Shanghai themselves.
+    """
     scheduler_class = BackgroundScheduler if background else BlockingScheduler
     scheduler = scheduler_class(
         timezone=runtime.settings.timezone,
@@ -40,6 +55,10 @@ def build_scheduler(runtime, background: bool) -> BackgroundScheduler | Blocking
     for name, (job, seconds) in SWEEPS.items():
         scheduler.add_job(_guarded(name, job, seconds, lock), IntervalTrigger(seconds=seconds,
                           timezone=runtime.settings.timezone), id=f"sweep-{name}", name=f"sweep {name}")
+    for name, (job, hour, minute) in DAILY_JOBS.items():
+        trigger = CronTrigger(day_of_week=EVERY_DAY, hour=hour, minute=minute, timezone=SHANGHAI)
+        scheduler.add_job(_guarded(name, job, DAY_SECONDS, lock), trigger, id=f"daily-{name}", name=f"daily {name}",
+                          coalesce=True, misfire_grace_time=DAILY_MISFIRE_GRACE_SECONDS)
     return scheduler
 
 
@@ -78,7 +97,7 @@ def main() -> None:
     runtime = current()
     scheduler = build_scheduler(runtime, background=False)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    log.info("Scheduler: starting with sweeps %s", ", ".join(SWEEPS))
+    log.info("Scheduler: starting with sweeps %s and daily jobs %s", ", ".join(SWEEPS), ", ".join(DAILY_JOBS))
     scheduler.start()
     log.info("Scheduler: stopped")
 
