@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hotline.cli.admin import db, tokens, users
+from hotline.cli.agencies import agencies_group
 from hotline.cli.demo import demo
 from hotline.cli.replay import replay
 from hotline.cli.rules import rules
@@ -18,5 +19,5 @@ def main() -> None:
     configure_logging()
 
 
-for command in (demo, replay, db, users, tokens, rules, sla):
+for command in (demo, replay, db, users, tokens, rules, sla, agencies_group):
     main.add_command(command)
