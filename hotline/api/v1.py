@@ -1,4 +1,4 @@
-"""JSON API v1: referrals in; tickets, SLA and agencies out; claims and status changes."""
+"""JSON API v1: referrals in; tickets and SLA out; claims and status changes. Agencies are in api.agencies."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hotline.api.auth import STAFF_ROLES, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.idempotency import run_idempotent
-from hotline.api.views import agency_view, ticket_detail, ticket_summary, town_names
+from hotline.api.views import ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
-from hotline.models import Agency, Call, Ticket, Town
+from hotline.models import Call, Ticket, Town
 from hotline.sla import watchlist
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 from hotline.vocabulary import (
@@ -173,14 +173,6 @@ def _clock_page(endpoint: str, watch: watchlist.WatchList):
         towns = town_names(session)
         items = [ticket_summary(ticket, towns, g.caller.may_see_phones, current_language()) for ticket in rows[:limit]]
     return jsonify({"items": items, "next": _next_url(endpoint, offset + limit, len(rows) > limit)})
-
-
-@bp.get("/agencies")
-@require(roles=STAFF_ROLES)
-def list_agencies():
-    with runtime().transaction() as session:
-        agencies = session.exec(select(Agency).order_by(Agency.kind, Agency.id)).all()
-        return jsonify({"items": [agency_view(agency) for agency in agencies], "next": None})
 
 
 def _ticket_or_404(session: Session, number: str) -> Ticket:
