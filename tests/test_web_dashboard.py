@@ -391,7 +391,7 @@ def test_charts_agency_acceptance(app, runtime, week):
     assert agencies[declined.agency_id]["declined"] == 1
     assert agencies[declined.agency_id]["acceptance_rate"] == 0.0
     assert agencies[declined.agency_id]["median_accept_minutes"] is None
-    assert agencies[accepted_by]["status_label"] == "正常"
+    assert agencies[accepted_by]["status_label"] == "已准入"
     assert sum(row["breaches"] for row in agencies.values()) == 0
 
 

@@ -29,15 +29,15 @@ CLOCK_OWNERS = {
     "agency": ("代理机构", "Agency"),
 }
 AGENCY_KINDS = {
-    "funeral_home": ("殡仪馆自有队伍", "Funeral home team"),
-    "agency": ("代理机构", "Agency"),
+    "funeral_home": ("区殡仪馆自有队伍", "Funeral home team"),
+    "agency": ("殡葬代理机构", "Funeral agency"),
 }
 AGENCY_STATUSES = {
-    "pending": ("待审核", "Pending"),
-    "approved": ("正常", "Approved"),
+    "pending": ("待审核", "Pending vetting"),
+    "approved": ("已准入", "Approved"),
     "watch": ("观察期", "On watch"),
-    "suspended": ("暂停派单", "Suspended"),
-    "revoked": ("已取消资格", "Revoked"),
+    "suspended": ("已暂停", "Suspended"),
+    "revoked": ("已撤销资格", "Revoked"),
 }
 
 
@@ -65,6 +65,7 @@ def live_view(session: Session, at: datetime, tz, language: str) -> dict[str, An
                       for code in SOURCES],
         "breached": rows(watchlist.OVERDUE),
         "at_risk": rows(watchlist.AT_RISK),
+        "list_limit": live.WATCH_ROWS,
     }
 
 
