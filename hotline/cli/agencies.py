@@ -143,7 +143,7 @@ def history_command(name_or_id: str) -> None:
         agency = _agency(session, name_or_id)
         rows = agencies.history(session, agency.id)
         tz = runtime.settings.timezone
-        table = [(isoformat(change.at, tz),
+        table = [(isoformat(change.at.replace(microsecond=0), tz),
                   label(agencies.STATUSES, change.from_status) if change.from_status else "（登记）",
                   label(agencies.STATUSES, change.to_status), change.reason, username or change.actor)
                  for change, username in rows]
