@@ -1,4 +1,5 @@
-"""Deliver outbox messages through the SMS backend; supervisor notices go to the on-duty supervisors."""
+"""Deliver outbox messages: SMS through the SMS backend (supervisor notices to the on-duty supervisors)
+and webhook deliveries by signed HTTP POST."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
-from hotline import outbox
+from hotline import outbox, webhooks
 from hotline.models import OutboxMessage, User
 from hotline.telephony.sms import SmsSendError
 
@@ -27,8 +28,13 @@ def deliver_message(runtime, message_id: int, now: datetime) -> bool:
         if not outbox.claim_message(session, message_id, now):
             return False
         message = session.get(OutboxMessage, message_id)
-        recipients = _recipients(session, message)
+        if message.channel == webhooks.CHANNEL:
+            target = webhooks.find_target(session, message)
+        else:
+            recipients = _recipients(session, message)
 
+    if message.channel == webhooks.CHANNEL:
+        return _post_webhook(runtime, message, target, now)
     try:
         provider_ids = [runtime.component("sms").send(to, message.body) for to in recipients]
     except SmsSendError as error:
@@ -43,6 +49,24 @@ def deliver_message(runtime, message_id: int, now: datetime) -> bool:
         message = session.get(OutboxMessage, message_id)
         outbox.mark_sent(session, message, ",".join(provider_ids)[:64] or None, now)
     log.info("Delivery: message %s (%s) sent to %s recipient(s)", message_id, message.channel, len(recipients))
+    return True
+
+
+def _post_webhook(runtime, message: OutboxMessage, target: webhooks.Target | None, now: datetime) -> bool:
+    """POST a claimed webhook delivery and record the outcome; a delivery whose webhook is gone fails at once."""
+    try:
+        if target is None:
+            raise webhooks.WebhookError("the webhook was removed or its token revoked")
+        status = webhooks.post(target, message.body, now)
+    except webhooks.WebhookError as error:
+        with runtime.transaction() as session:
+            stored = session.get(OutboxMessage, message.id)
+            webhooks.record_failed_attempt(session, stored, str(error), now, retryable=target is not None)
+        return False
+
+    with runtime.transaction() as session:
+        outbox.mark_sent(session, session.get(OutboxMessage, message.id), f"HTTP {status}", now)
+    log.info("Delivery: webhook delivery %s sent to webhook %s", message.id, message.recipient)
     return True
 
 

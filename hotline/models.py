@@ -245,7 +245,11 @@ class User(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """A bearer token, stored only as its SHA-256 digest; it belongs to a source or to a staff role."""
+    """A bearer token, stored only as its SHA-256 digest; it belongs to a source or to a staff role.
+
+    `scopes` lists what a source token may do (hotline.tokens.SCOPES). Staff tokens keep it empty,
+    because their role decides what they may do.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(unique=True, max_length=64)
@@ -253,10 +257,27 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(max_length=100)
     source: str | None = Field(default=None, max_length=24)
     role: str | None = Field(default=None, max_length=16)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSON)
     user_id: int | None = Field(default=None, foreign_key="user.id", description="Staff member acting with it.")
     created_at: datetime = Field(default_factory=now)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class Webhook(SQLModel, table=True):
+    """The URL to which a platform token's referral status changes are POSTed, one per token.
+
+    The secret signs every delivery (HMAC-SHA256), so it is stored as issued: it is shown once, when
+    the webhook is registered, and a new registration replaces it.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int = Field(foreign_key="apitoken.id", unique=True)
+    source: str = Field(max_length=24, index=True, description="The token's referral source.")
+    url: str = Field(max_length=500)
+    secret: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
 
 
 class LoginAttempt(SQLModel, table=True):

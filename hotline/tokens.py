@@ -1,13 +1,15 @@
 """API tokens: random bearer secrets stored only as SHA-256 digests.
 
 A token belongs either to a referral source (its referrals are filed under that source, whatever the
-body contains) or to a staff role (operator, supervisor, admin) for the read and workflow API.
+body contains) or to a staff role (operator, supervisor, admin) for the read and workflow API. A source
+token may do only what its scopes allow; a staff token's role decides what it may do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlmodel import Session, select
@@ -16,6 +18,21 @@ from hotline.models import ApiToken
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES
 
 TOKEN_PREFIX = "hl_"
+PREFIX_LENGTH = 10
+
+REFERRALS_WRITE = "referrals:write"
+REFERRALS_READ = "referrals:read"
+KB_READ = "kb:read"
+SCOPES = {
+    REFERRALS_WRITE: "file referrals under the token's source",
+    REFERRALS_READ: "read the source's own referrals, register a webhook and read its deliveries",
+    KB_READ: "read knowledge articles",
+}
+DEFAULT_SOURCE_SCOPES = (REFERRALS_WRITE, REFERRALS_READ)
+
+
+class TokenNotFound(LookupError):
+    """No token, or more than one, starts with the given prefix."""
 
 
 def digest(token: str) -> str:
@@ -23,20 +40,36 @@ def digest(token: str) -> str:
 
 
 def create_token(session: Session, name: str, source: str | None = None, role: str | None = None,
-                 user_id: int | None = None) -> str:
-    """Store a new token for exactly one of `source` or `role`; return the secret, shown only once."""
+                 user_id: int | None = None, scopes: Iterable[str] | None = None) -> str:
+    """Store a new token for exactly one of `source` or `role`; return the secret, shown only once.
+
+    A source token gets `scopes`, or DEFAULT_SOURCE_SCOPES when none are given. A role token takes no
+    scopes.
+    """
     if (source is None) == (role is None):
         raise ValueError("a token belongs to exactly one source or one role")
     if source is not None and source not in REFERRAL_SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(REFERRAL_SOURCES)}")
     if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if role is not None and scopes:
+        raise ValueError("a staff token takes no scopes; its role decides what it may do")
 
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(token_hash=digest(secret), prefix=secret[:10], name=name, source=source, role=role,
-                         user_id=user_id))
+    granted = normalise_scopes(DEFAULT_SOURCE_SCOPES if scopes is None else scopes) if source else []
+    session.add(ApiToken(token_hash=digest(secret), prefix=secret[:PREFIX_LENGTH], name=name, source=source,
+                         role=role, user_id=user_id, scopes=granted))
     session.flush()
     return secret
+
+
+def normalise_scopes(scopes: Iterable[str]) -> list[str]:
+    """Return the scopes without repeats in the order of SCOPES; raise ValueError for an unknown one."""
+    wanted = set(scopes)
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; expected one of {', '.join(SCOPES)}")
+    return [scope for scope in SCOPES if scope in wanted]
 
 
 def find_token(session: Session, secret: str) -> ApiToken | None:
@@ -45,6 +78,33 @@ def find_token(session: Session, secret: str) -> ApiToken | None:
     if token is None or token.revoked_at is not None:
         return None
     return token
+
+
+def find_by_prefix(session: Session, prefix: str) -> ApiToken:
+    """Return the one token whose prefix starts with `prefix`; raise TokenNotFound for none or several."""
+    prefix = prefix.strip()
+    if not prefix:
+        raise TokenNotFound("give the token's prefix, as `hotline tokens list` shows it")
+    rows = session.exec(select(ApiToken).where(ApiToken.prefix.startswith(prefix, autoescape=True))).all()
+    if not rows:
+        raise TokenNotFound(f"no token has the prefix {prefix!r}; `hotline tokens list` shows them all")
+    if len(rows) > 1:
+        found = ", ".join(token.prefix for token in rows)
+        raise TokenNotFound(f"{len(rows)} tokens start with {prefix!r} ({found}); give more of the prefix")
+    return rows[0]
+
+
+def all_tokens(session: Session) -> list[ApiToken]:
+    return list(session.exec(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)).all())
+
+
+def revoke(session: Session, token: ApiToken, now: datetime) -> bool:
+    """Revoke a live token; return False when it was revoked already."""
+    if token.revoked_at is not None:
+        return False
+    token.revoked_at = now
+    session.add(token)
+    return True
 
 
 def touch(session: Session, token: ApiToken, now: datetime) -> None:

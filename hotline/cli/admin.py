@@ -7,8 +7,11 @@ from sqlmodel import select
 from werkzeug.security import generate_password_hash
 
 from hotline import tokens as token_store
+from hotline import webhooks
+from hotline.clock import local, now
 from hotline.config import ConfigError, load_settings
 from hotline.models import User
+from hotline.validation import InputError
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES
 
 
@@ -61,7 +64,7 @@ def users_create(username: str, role: str, display_name: str | None, phone: str 
     click.echo(f"created {role} {username}")
 
 
-@click.group(help="API tokens.")
+@click.group(help="API tokens and the webhooks of platform tokens.")
 def tokens() -> None:
     pass
 
@@ -71,9 +74,15 @@ def tokens() -> None:
 @click.option("--role", type=click.Choice(ROLES), help="Staff role for the read and workflow API.")
 @click.option("--user", "username", help="Staff member who acts with a role token (needed to claim tickets).")
 @click.option("--name", help="Label to recognise the token by; defaults to the source or role.")
-def tokens_create(source: str | None, role: str | None, username: str | None, name: str | None) -> None:
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(tuple(token_store.SCOPES)),
+              help="What a source token may do; repeat for several. Default: "
+                   f"{' '.join(token_store.DEFAULT_SOURCE_SCOPES)}.")
+def tokens_create(source: str | None, role: str | None, username: str | None, name: str | None,
+                  scopes: tuple[str, ...]) -> None:
     if (source is None) == (role is None):
         raise click.UsageError("give exactly one of --source or --role")
+    if role is not None and scopes:
+        raise click.UsageError("--scope is for source tokens; a staff token's role decides what it may do")
     runtime = _runtime()
     with runtime.transaction() as session:
         user_id = None
@@ -85,5 +94,98 @@ def tokens_create(source: str | None, role: str | None, username: str | None, na
                 raise click.ClickException(f"user {username!r} is a {user.role}; give --role {user.role}")
             user_id = user.id
         secret = token_store.create_token(session, name or source or role, source=source, role=role,
-                                          user_id=user_id)
+                                          user_id=user_id, scopes=scopes or None)
     click.echo(secret)
+
+
+@tokens.command("list", help="List every token: prefix, name, source or role, scopes, created, last used, revoked.")
+def tokens_list() -> None:
+    runtime = _runtime()
+    tz = runtime.settings.timezone
+    with runtime.transaction() as session:
+        rows = token_store.all_tokens(session)
+    header = ("PREFIX", "NAME", "SOURCE/ROLE", "SCOPES", "CREATED", "LAST USED", "REVOKED")
+    table = [header] + [
+        (token.prefix, token.name, token.source or f"role:{token.role}",
+         " ".join(token.scopes or []) if token.source else "(role)", _when(token.created_at, tz),
+         _when(token.last_used_at, tz), _when(token.revoked_at, tz))
+        for token in rows
+    ]
+    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(instant, tz) -> str:
+    return "-" if instant is None else local(instant, tz).strftime("%Y-%m-%d %H:%M")
+
+
+@tokens.command("revoke", help="Revoke the token whose prefix starts with PREFIX; it stops working at once.")
+@click.argument("prefix")
+def tokens_revoke(prefix: str) -> None:
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        token = _token_by_prefix(session, prefix)
+        revoked = token_store.revoke(session, token, now())
+    click.echo(f"revoked {token.prefix} ({token.name})" if revoked else f"{token.prefix} was already revoked")
+
+
+@tokens.command("webhook", help="Register, show or remove the webhook of the source token whose prefix is PREFIX.")
+@click.argument("prefix")
+@click.option("--url", help="https URL that receives the referrals' status changes; prints the new signing secret.")
+@click.option("--show", is_flag=True, help="Print the webhook and its latest deliveries.")
+@click.option("--remove", is_flag=True, help="Delete the webhook; pending deliveries fail.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500),
+              help="Deliveries shown by --show.")
+def tokens_webhook(prefix: str, url: str | None, show: bool, remove: bool, limit: int) -> None:
+    if sum((url is not None, show, remove)) != 1:
+        raise click.UsageError("give exactly one of --url, --show or --remove")
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        token = _token_by_prefix(session, prefix)
+        if token.source is None:
+            raise click.ClickException(f"{token.prefix} is a staff token; webhooks belong to source tokens")
+        if url is not None:
+            _register_webhook(session, token, url)
+            return
+        webhook = webhooks.find_for_token(session, token.id)
+        if webhook is None:
+            raise click.ClickException(f"{token.prefix} has no webhook; register one with --url")
+        if remove:
+            webhooks.remove(session, webhook)
+            click.echo(f"removed the webhook of {token.prefix}")
+            return
+        _show_webhook(session, webhook, limit, runtime.settings.timezone)
+
+
+def _register_webhook(session, token, url: str) -> None:
+    try:
+        webhook, created, secret = webhooks.register(session, token, url, now())
+    except InputError as error:
+        raise click.BadParameter(str(error), param_hint="--url") from None
+    click.echo(f"{'registered' if created else 'replaced'} webhook {webhook.url} for {token.prefix} ({token.source})")
+    click.echo(f"signing secret (shown only now): {secret}")
+
+
+def _show_webhook(session, webhook, limit: int, tz) -> None:
+    click.echo(f"url: {webhook.url}")
+    click.echo(f"source: {webhook.source}")
+    click.echo(f"registered: {_when(webhook.created_at, tz)}, last changed: {_when(webhook.updated_at, tz)}")
+    rows = webhooks.deliveries(session, webhook, limit)
+    if not rows:
+        click.echo("deliveries: none yet")
+        return
+    click.echo(f"deliveries (newest {len(rows)}):")
+    for message, number in rows:
+        view = webhooks.delivery_view(message, number)
+        at = _when(message.sent_at or message.created_at, tz)
+        detail = f" - {message.last_error}" if message.last_error and view["state"] != "delivered" else ""
+        click.echo(f"  {message.id}  {at}  {number or '-'}  {view['body'].get('status', '-')}  {view['state']}"
+                   f"  attempts {message.attempts}{detail}")
+
+
+def _token_by_prefix(session, prefix: str):
+    try:
+        return token_store.find_by_prefix(session, prefix)
+    except token_store.TokenNotFound as error:
+        raise click.ClickException(str(error)) from None
