@@ -11,11 +11,10 @@ from hotline.runtime import Runtime
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     """Build the web app on `runtime` (by default one built from the environment)."""
-    from hotline import ratelimit
     from hotline.api import agencies as agency_api
-    from hotline.api import checklists as checklist_api
-    from hotline.api import open311, openapi, twilio, v1
+    from hotline.api import dispatch as dispatch_api
     from hotline.api import platform as platform_api
+    from hotline.api import twilio, v1
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
@@ -46,9 +45,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(agency_api.bp)
-    app.register_blueprint(checklist_api.bp)
-    for blueprint in (platform_api.bp, open311.bp, openapi.bp):
-        app.register_blueprint(blueprint)
+    app.register_blueprint(platform_api.bp)
+    app.register_blueprint(dispatch_api.bp)
 
     # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed
     # links; every other form needs the session's CSRF token.
@@ -56,10 +54,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp):
         csrf.exempt(blueprint)
     csrf.exempt(agency_api.bp)
-    csrf.exempt(checklist_api.bp)
-    for blueprint in (platform_api.bp, open311.bp):
-        csrf.exempt(blueprint)
-    ratelimit.init_app(app, settings)
+    csrf.exempt(platform_api.bp)
+    csrf.exempt(dispatch_api.bp)
     auth.init_login(app)
 
     @app.get("/healthz")

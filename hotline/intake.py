@@ -18,8 +18,9 @@ from typing import Any
 from sqlmodel import Session, select
 
 from hotline import phones
+from hotline.agencies import DISPATCHABLE_STATUSES
 from hotline.events import record_event
-from hotline.models import Call, Referral, Ticket, TicketEvent
+from hotline.models import Agency, Call, Referral, Ticket, TicketEvent
 from hotline.outbox import schedule_job
 from hotline.telephony.twiml import MENU_CATEGORIES
 from hotline.tickets import (
@@ -36,7 +37,8 @@ from hotline.vocabulary import DEATH_PLACES, FLAGS, NEEDS, REFERRAL_CATEGORIES
 
 log = logging.getLogger("hotline.intake")
 
-REFERRAL_FIELDS = ("external_id", "referrer", "resident", "category", "needs", "flags", "note", "deceased")
+REFERRAL_FIELDS = ("external_id", "referrer", "resident", "category", "needs", "flags", "note", "deceased",
+                   "chosen_agency")
 REFERRER_FIELDS = ("name", "phone", "org")
 RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
@@ -80,6 +82,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         needs=referral["needs"], flags=referral["flags"], town_code=resident["town_code"],
         committee=resident.get("committee"), address=resident.get("address"), caller_name=resident.get("name"),
         caller_phone=resident["phone"], caller_phone_ext=resident.get("phone_ext"), note=referral.get("note"),
+        chosen_agency_id=referral["chosen_agency_id"],
         deceased=referral.get("deceased"), external_id=referral["external_id"],
     )
     referrer = referral.get("referrer") or {}
@@ -144,6 +147,7 @@ def validate_referral(session: Session, body: Any) -> dict[str, Any]:
         "needs": _codes(body, "needs", NEEDS),
         "flags": _codes(body, "flags", FLAGS),
         "note": _string(body, "note", max_length=2000),
+        "chosen_agency_id": _chosen_agency(session, _string(body, "chosen_agency", max_length=100)),
         "referrer": _referrer(body.get("referrer")),
         "resident": _resident(session, body.get("resident")),
         "deceased": _deceased(body.get("deceased")),
@@ -201,6 +205,18 @@ def _deceased(value: Any) -> dict[str, Any] | None:
     if place is not None and place not in DEATH_PLACES:
         raise unknown_value("deceased.place", place, DEATH_PLACES)
     return {"died_at": died_at, "place": place}
+
+
+def _chosen_agency(session: Session, name: str | None) -> int | None:
+    """Find the agency the family asked for by its registered name; only agencies that take offers count."""
+    if name is None:
+        return None
+    agencies = session.exec(select(Agency).where(Agency.status.in_(DISPATCHABLE_STATUSES))
+                            .order_by(Agency.kind, Agency.name)).all()
+    for agency in agencies:
+        if agency.name == name:
+            return agency.id
+    raise unknown_value("chosen_agency", name, [agency.name for agency in agencies])
 
 
 def _town_code(session: Session, name_or_code: str) -> str:

@@ -88,6 +88,13 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 AGENCY_KINDS = ("funeral_home", "agency")
 AGENCY_STATUSES = ("pending", "approved", "watch", "suspended", "revoked")
 OFFER_STATES = ("pending", "accepted", "declined", "timed_out", "cancelled")
+DECLINE_REASONS = {
+    "no_vehicle": ("车辆不足", "No vehicle free"),
+    "no_staff": ("人手不足", "No staff free"),
+    "out_of_area": ("超出服务范围", "Outside our service area"),
+    "service_not_offered": ("不提供所需服务", "Service not offered"),
+    "other": ("其他原因", "Other reason"),
+}
 ROLES = ("operator", "supervisor", "admin")
 SLA_TARGETS = {
     "first_response": ("首次响应", "First response"),

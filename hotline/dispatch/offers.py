@@ -21,13 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from hotline.clock import local
-from hotline.dispatch import registry
+from hotline.dispatch import targets
 from hotline.events import record_event
 from hotline.models import Agency, Offer, Ticket, TicketEvent, Town
 from hotline.outbox import SUPERVISOR, add_message, schedule_job
 from hotline.sla import clocks as sla_clocks
-from hotline.tickets import set_status
-from hotline.vocabulary import FINAL_STATUSES, NEEDS, STATUSES, label
+from hotline.tickets import facts_for, set_status
+from hotline.vocabulary import DECLINE_REASONS, FINAL_STATUSES, NEEDS, STATUSES, label
 
 log = logging.getLogger("hotline.dispatch")
 
@@ -37,6 +37,7 @@ ACCEPTING_STATUSES = ("dispatching",)
 # Tickets the offer sweep dispatches again; an operator who took one in_progress handles it by hand.
 REDISPATCH_STATUSES = ("new", "dispatching")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+HOLD_TAGS = ("dispatch_escalated", "dispatch_held")
 ACCEPT_WORDS = {"接单", "接", "同意", "ACCEPT", "YES", "Y", "1"}
 DECLINE_WORDS = {"拒绝", "拒", "DECLINE", "NO", "N", "2"}
 ARRIVE_WORDS = {"到达", "已到", "到", "ARRIVED", "3"}
@@ -44,6 +45,13 @@ _CODE_PATTERN = re.compile(rf"(?<![A-Z0-9])[{CODE_ALPHABET}]{{6}}(?![A-Z0-9])")
 # Chinese verbs may touch the code ("K7Q2MA接单"); Latin ones and digits must stand alone.
 _VERB_PATTERN = re.compile(
     r"接单|接|同意|拒绝|拒|到达|已到|到|(?<![A-Z0-9])(?:ACCEPT|DECLINE|ARRIVED|YES|NO|Y|N|1|2|3)(?![A-Z0-9])"
+)
+# Words in a decline reason that name its code, checked in this order.
+DECLINE_KEYWORDS = (
+    ("no_vehicle", ("车",)),
+    ("no_staff", ("人手", "人员", "没人", "无人")),
+    ("out_of_area", ("范围", "太远", "区域", "不在服务")),
+    ("service_not_offered", ("不提供", "不做", "不办")),
 )
 REPLY_HELP = "回复格式：派单码 接 或 派单码 拒（可附原因），到达现场后回复 派单码 到，例如「K7Q2MA 接」。"
 
@@ -73,48 +81,77 @@ def _make_next_offer(session: Session, runtime, ticket_id: int, now: datetime) -
     if any(offer.state in ("pending", "accepted") for offer in offers):
         return None
 
-    config = runtime.component("dispatch")
     attempt = len(offers) + 1
     tried = {offer.agency_id for offer in offers}
-    needed = set(ticket.needs or []) & config.on_site_needs
+    return offer_to_next_target(session, runtime, ticket, attempt, tried, now)
+
+
+def offer_to_next_target(session: Session, runtime, ticket: Ticket, attempt: int, exclude: set[int],
+                         now: datetime) -> Offer | None:
+    """Offer the ticket under the first target with a free agency not in `exclude`, hold it, or escalate."""
+    config = runtime.component("dispatch")
     today = local(now, runtime.settings.timezone).date()
-
-    for target in config.targets:
-        candidates = registry.eligible(session, ticket, target.kinds, needed, today, exclude=tried)
-        if candidates:
-            return _offer(session, runtime, ticket, candidates[0], target, attempt, now)
-
+    choice = targets.choose(session, config, ticket, facts_for(session, runtime, ticket, now), today, exclude)
+    if choice.candidate is not None:
+        return make_offer(session, runtime, ticket, choice.candidate.agency, attempt, now,
+                          target_id=choice.target.id, timeout_seconds=choice.target.timeout_seconds,
+                          reason=_target_reason(choice))
+    if choice.target is not None:
+        _hold(session, runtime, ticket, choice.target, now)
+        return None
     _escalate(session, runtime, ticket, attempt, now)
     return None
 
 
-def _offer(session: Session, runtime, ticket: Ticket, candidate: registry.Candidate, target, attempt: int,
-           now: datetime) -> Offer:
+def _target_reason(choice: targets.Choice) -> str:
+    candidate, target = choice.candidate, choice.target
     agency = candidate.agency
     reason = (f"{target.description}：{agency.name}，在岗任务 {candidate.active_jobs}/{agency.capacity}，"
               f"按轮转顺序排第一（目标 {target.id}）")
+    if choice.skipped:
+        reason += f"；跳过 {'、'.join(choice.skipped)}"
+    return reason
+
+
+def make_offer(session: Session, runtime, ticket: Ticket, agency: Agency, attempt: int, now: datetime,
+               target_id: str, timeout_seconds: int, reason: str, actor: str = "dispatch") -> Offer:
+    """Insert attempt `attempt` of `ticket` for `agency`, with its event, SMS and dispatch_accept clock."""
     offer = Offer(ticket_id=ticket.id, agency_id=agency.id, attempt=attempt, code=_new_code(session), reason=reason,
-                  sent_at=now, accept_by=now + timedelta(seconds=runtime.component("dispatch").offer_timeout_seconds))
+                  sent_at=now, accept_by=now + timedelta(seconds=timeout_seconds), target_id=target_id)
     session.add(offer)
     session.flush()
 
     agency.last_offered_at = now
     session.add(agency)
     if "dispatch_escalated" in (ticket.tags or []):
-        ticket.tags = [tag for tag in ticket.tags if tag != "dispatch_escalated"]
         add_message(session, SUPERVISOR, "on_duty",
                     f"【59200496】工单 {ticket.number} 已自动派给 {agency.name}（派单码 {offer.code}），"
                     f"如已人工安排，请联系该机构取消。",
                     idempotency_key=f"dispatch-after-escalation:{offer.id}", ticket_id=ticket.id)
-    set_status(session, runtime, ticket, "dispatching", "dispatch", "派单给代理机构", now)
+    ticket.tags = [tag for tag in ticket.tags or [] if tag not in HOLD_TAGS]
+    set_status(session, runtime, ticket, "dispatching", actor, "派单给代理机构", now)
     sla_clocks.offer_sent(session, runtime, ticket, now)
-    record_event(session, ticket, "offer_sent", actor="dispatch", to_value=agency.name, reason=reason, at=now,
-                 data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code})
+    record_event(session, ticket, "offer_sent", actor=actor, to_value=agency.name,
+                 reason=reason, at=now,
+                 data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code,
+                       "target": target_id})
     add_message(session, "sms", agency.contact_phone, offer_sms(session, runtime, ticket, offer),
                 idempotency_key=f"offer:{offer.id}:sms", ticket_id=ticket.id)
-    log.info("Dispatch: ticket %s attempt %s offered to agency %s (offer %s, code %s)", ticket.number, attempt,
-             agency.id, offer.id, offer.code)
+    log.info("Dispatch: ticket %s attempt %s offered to agency %s under %s (offer %s, code %s)", ticket.number,
+             attempt, agency.id, target_id, offer.id, offer.code)
     return offer
+
+
+def _hold(session: Session, runtime, ticket: Ticket, target, now: datetime) -> None:
+    """Keep the ticket on `target`, whose agencies are all busy; the offers sweep tries again later."""
+    if "dispatch_held" in (ticket.tags or []):
+        return
+    ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_held"})
+    session.add(ticket)
+    set_status(session, runtime, ticket, "dispatching", "dispatch", "等待代理机构空出", now)
+    record_event(session, ticket, "dispatch_held", actor="dispatch", to_value=target.id, at=now,
+                 reason=f"{target.description}：符合条件的机构均已满额，空出后自动派单")
+    log.info("Dispatch: ticket %s held on target %s until an agency is free", ticket.number, target.id)
 
 
 def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: datetime) -> None:
@@ -166,15 +203,22 @@ class _Rollback(Exception):
         self.answer = answer
 
 
-def answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime) -> OfferAnswer:
-    """Accept or decline a pending offer; a reply after the deadline or to a settled offer changes nothing."""
+def answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime,
+                 decline_code: str | None = None) -> OfferAnswer:
+    """Accept or decline a pending offer; a reply after the deadline or to a settled offer changes nothing.
+
+    A decline without `decline_code` gets one read from its reason text (see `decline_code_of`).
+    """
+    if not accept and decline_code not in DECLINE_REASONS:
+        decline_code = decline_code_of(reason)
     try:
-        return _answer_offer(runtime, offer_id, accept, actor, reason, now)
+        return _answer_offer(runtime, offer_id, accept, actor, reason, now, decline_code)
     except _Rollback as rollback:
         return rollback.answer
 
 
-def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime) -> OfferAnswer:
+def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str | None, now: datetime,
+                  decline_code: str | None) -> OfferAnswer:
     with runtime.transaction() as session:
         offer = session.get(Offer, offer_id)
         if offer is None:
@@ -185,7 +229,8 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
             .where(Offer.id == offer_id)
             .where(Offer.state == "pending")
             .where(Offer.accept_by > now)
-            .values(state=new_state, responded_at=now, response_reason=reason)
+            .values(state=new_state, responded_at=now, response_reason=reason,
+                    decline_code=None if accept else decline_code)
         ).rowcount == 1
         session.refresh(offer)
         if not claimed:
@@ -200,8 +245,9 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
         if accept:
             _accepted(session, runtime, ticket, agency, offer, actor, now)
             return OfferAnswer(True, f"已确认接单 {offer.code}，工单 {ticket.number}。请尽快联系家属。", offer)
-        record_event(session, ticket, "offer_declined", actor=actor, from_value=agency.name, reason=reason, at=now,
-                     data={"offer_id": offer.id, "attempt": offer.attempt})
+        record_event(session, ticket, "offer_declined", actor=actor, from_value=agency.name,
+                     reason=reason or label(DECLINE_REASONS, decline_code), at=now,
+                     data={"offer_id": offer.id, "attempt": offer.attempt, "decline_code": decline_code})
         schedule_job(session, "dispatch_ticket", ticket.id)
         log.info("Dispatch: offer %s declined by agency %s", offer.id, agency.id)
         return OfferAnswer(True, f"已记录拒绝派单 {offer.code}。", offer)
@@ -310,6 +356,15 @@ def parse_sms_reply(body: str) -> tuple[str, str, str | None] | None:
             + text[max(code_match.end(), verb_match.end()):])
     reason = " ".join(rest.replace(",", " ").split()) or None
     return code_match.group(0), _action(verb_match.group(0)), reason
+
+
+def decline_code_of(reason: str | None) -> str:
+    """Read a decline reason code from an agency's words, such as "车辆不在" (no_vehicle); "other" if unclear."""
+    text = reason or ""
+    for code, words in DECLINE_KEYWORDS:
+        if any(word in text for word in words):
+            return code
+    return "other"
 
 
 def _action(verb: str) -> str:

@@ -35,12 +35,12 @@ def active_jobs_by_agency(session: Session) -> dict[int, int]:
 
 
 def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_services: set[str], today: date,
-             exclude: set[int]) -> list[Candidate]:
+             exclude: set[int], ignore_capacity: bool = False) -> list[Candidate]:
     """Agencies of `kinds` that may take `ticket` now, longest-waiting first (fair rotation).
 
     Eligible: approved or on watch, filing and business licence both still valid on `today` (a document
     stops counting on its expiry date), serving the ticket's town, offering every needed service, below
-    capacity, and not already offered this ticket.
+    capacity (unless `ignore_capacity`), and not already offered this ticket.
     """
     agencies = session.exec(
         select(Agency).where(Agency.status.in_(DISPATCHABLE_STATUSES)).where(Agency.kind.in_(tuple(kinds)))
@@ -50,7 +50,7 @@ def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_serv
     candidates = []
     for agency in agencies:
         jobs = active.get(agency.id, 0)
-        if agency.id in exclude or jobs >= agency.capacity:
+        if agency.id in exclude or (jobs >= agency.capacity and not ignore_capacity):
             continue
         if expired_documents(agency, today):
             continue

@@ -12,7 +12,7 @@ from hotline.clock import local, now
 from hotline.dispatch.offers import answer_offer, has_arrived, offer_id_from_token, record_arrival
 from hotline.i18n import current_language
 from hotline.models import Agency, Offer, Ticket, Town
-from hotline.vocabulary import FINAL_STATUSES, NEEDS, label
+from hotline.vocabulary import DECLINE_REASONS, FINAL_STATUSES, NEEDS, label
 
 bp = Blueprint("offers", __name__, url_prefix="/offers")
 
@@ -44,6 +44,7 @@ def offer_page(token: str):
             needs=[label(NEEDS, need) for need in ticket.needs or []],
             accept_by=local(offer.accept_by, tz).strftime("%Y-%m-%d %H:%M"),
             open=offer.state == "pending" and offer.accept_by > now(), language=current_language(),
+            decline_reasons=[(code, label(DECLINE_REASONS, code, current_language())) for code in DECLINE_REASONS],
             may_report_arrival=offer.state == "accepted" and ticket.status not in FINAL_STATUSES
             and not has_arrived(session, ticket.id, offer.id),
         )
@@ -60,4 +61,6 @@ def _answer(offer_id: int, action: str | None) -> str:
     if action == "arrive":
         return record_arrival(runtime(), offer_id, actor, now()).message
     reason = (request.form.get("reason") or "").strip()[:300] or None
-    return answer_offer(runtime(), offer_id, action == "accept", actor, reason, now()).message
+    decline_code = request.form.get("decline_code")
+    return answer_offer(runtime(), offer_id, action == "accept", actor, reason, now(),
+                        decline_code=decline_code if decline_code in DECLINE_REASONS else None).message

@@ -1,0 +1,65 @@
+"""Walk the dispatch targets of `dispatch.yaml` in order and pick the agency for a ticket's next offer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session
+
+from hotline.dispatch import registry
+from hotline.dispatch.config import DispatchConfig, DispatchTarget
+from hotline.models import Agency, Ticket
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The outcome of walking the targets.
+
+    `candidate` is the agency to offer the ticket to under `target`. With no candidate, `target` is
+    the target that holds the ticket until one of its agencies is free, or None when every target was
+    skipped and the supervisor must be told.
+    """
+
+    target: DispatchTarget | None
+    candidate: registry.Candidate | None
+    skipped: tuple[str, ...]
+
+
+def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_facts: Mapping[str, Any],
+           today: date, exclude: set[int]) -> Choice:
+    """Return the first target with a free eligible agency, the first target that holds, or neither.
+
+    `skipped` lists "target-id: reason" for every target passed over, for the offer's reason text.
+    """
+    needed = set(ticket.needs or []) & config.on_site_needs
+    skipped = []
+    for target in config.targets:
+        if not target.applies_to(ticket_facts):
+            skipped.append(f"{target.id}: not_applicable")
+            continue
+
+        matching = [candidate for candidate in registry.eligible(session, ticket, target.kinds, needed, today,
+                                                                 exclude=exclude, ignore_capacity=True)
+                    if target.selects(agency_facts(candidate.agency, ticket))]
+        free = [candidate for candidate in matching if candidate.active_jobs < candidate.agency.capacity]
+        if free:
+            return Choice(target, free[0], tuple(skipped))
+        if matching and "all_at_capacity" not in target.skip_if:
+            return Choice(target, None, tuple(skipped))
+        skipped.append(f"{target.id}: {'all_at_capacity' if matching else 'nobody_eligible'}")
+    return Choice(None, None, tuple(skipped))
+
+
+def agency_facts(agency: Agency, ticket: Ticket) -> dict[str, Any]:
+    """Build the facts a target's `select` condition reads about `agency` for `ticket`."""
+    return {
+        "kind": agency.kind,
+        "name": agency.name,
+        "status": agency.status,
+        "services": [str(service) for service in agency.services or []],
+        "chosen": agency.id == ticket.chosen_agency_id,
+        "serves_all_towns": registry.ALL_TOWNS in (agency.towns or []),
+    }
