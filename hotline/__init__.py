@@ -12,6 +12,7 @@ from hotline.runtime import Runtime
 def create_app(runtime: Runtime | None = None) -> Flask:
     """Build the web app on `runtime` (by default one built from the environment)."""
     from hotline.api import agencies as agency_api
+    from hotline.api import checklists as checklist_api
     from hotline.api import dispatch as dispatch_api
     from hotline.api import platform as platform_api
     from hotline.api import twilio, v1
@@ -45,6 +46,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(agency_api.bp)
+    app.register_blueprint(checklist_api.bp)
     app.register_blueprint(platform_api.bp)
     app.register_blueprint(dispatch_api.bp)
 
@@ -54,6 +56,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp):
         csrf.exempt(blueprint)
     csrf.exempt(agency_api.bp)
+    csrf.exempt(checklist_api.bp)
     csrf.exempt(platform_api.bp)
     csrf.exempt(dispatch_api.bp)
     auth.init_login(app)

@@ -8,6 +8,7 @@ from hotline.config import Settings
 
 
 def load_components(settings: Settings) -> dict[str, Any]:
+    from hotline.checklists import CHECKLIST_FILE, load_checklist
     from hotline.dispatch.config import load_dispatch_config
     from hotline.rules.loader import load_rule_set
     from hotline.sla.calendars import load_calendars
@@ -21,4 +22,5 @@ def load_components(settings: Settings) -> dict[str, Any]:
         "sla_policies": load_policies(settings.rules_dir / "sla.yaml", calendars),
         "dispatch": load_dispatch_config(settings.rules_dir / "dispatch.yaml"),
         "sms": make_sms_backend(settings),
+        "checklist": load_checklist(settings.rules_dir / CHECKLIST_FILE),
     }

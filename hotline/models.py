@@ -314,3 +314,28 @@ class RuleSetVersion(SQLModel, table=True):
     files: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     rules_dir: str = Field(max_length=300, description="Folder the files were read from.")
     first_used_at: datetime = Field(default_factory=now)
+
+class ChecklistItem(SQLModel, table=True):
+    """One item of a ticket's 帮办 checklist for the 公民身故一件事 bundle.
+
+    Names, office and documents are copied from routing_rules/assisted_application.yaml when the
+    checklist is made, so a later edit of that file leaves existing checklists as they were.
+    """
+
+    __table_args__ = (UniqueConstraint("ticket_id", "code", name="uq_checklist_item_ticket_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    code: str = Field(max_length=40)
+    position: int
+    title: str = Field(max_length=100)
+    title_en: str = Field(max_length=100)
+    short_names: list[str] = Field(default_factory=list, sa_type=JSON,
+                                   description="Other names a resolve reason may use for the item.")
+    office: str = Field(max_length=500)
+    documents: list[str] = Field(default_factory=list, sa_type=JSON)
+    status: str = Field(default="todo", max_length=16)
+    note: str | None = Field(default=None, max_length=500)
+    updated_by: str | None = Field(default=None, max_length=64, description="Actor of the last change.")
+    updated_at: datetime | None = None
+    created_at: datetime = Field(default_factory=now)

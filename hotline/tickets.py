@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from hotline import webhooks
+from hotline import checklists, webhooks
 from hotline.events import record_event
 from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.outbox import schedule_job
@@ -111,15 +111,17 @@ def open_ticket(session: Session, runtime, now: datetime, actor: str, **fields: 
     created = record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
                            data={"channel": ticket.channel, "source": ticket.source})
     started = sla_clocks.add_planned_clocks(session, ticket, clocks, now)
+    checklist = checklists.ensure_checklist(session, runtime, ticket, actor, now)
     if ticket.category == "agency_service":
         schedule_job(session, "dispatch_ticket", ticket.id)
-    return NewTicket(ticket, [created, *started], clocks)
+    return NewTicket(ticket, [created, *started, *checklist], clocks)
 
 
 def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str) -> None:
     """Re-evaluate the priority rules and SLA policy of a ticket, recording every change as an event.
 
-    The running clocks are recomputed for the new priority and policy.
+    The running clocks are recomputed for the new priority and policy. A ticket whose category became
+    assisted_application gets its 帮办 checklist here, since every category change ends with this call.
     """
     facts = facts_for(session, runtime, ticket, now)
     decision = runtime.component("rules").evaluate_priority(facts)
@@ -133,6 +135,7 @@ def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor:
     facts["priority"] = float(ticket.priority)
     sla_clocks.recompute_clocks(session, ticket, facts, runtime.component("sla_policies"),
                                 runtime.component("calendars"), now, actor=actor, reason=reason)
+    checklists.ensure_checklist(session, runtime, ticket, actor, now)
 
 
 def _set_priority(ticket: Ticket, decision, now: datetime) -> None:
@@ -200,8 +203,26 @@ def transition(session: Session, runtime, ticket: Ticket, to_status: str, actor:
     if (to_status in REASON_REQUIRED or (from_status, to_status) == REOPEN) and not (reason or "").strip():
         raise TransitionError(N_("A reason is required to change status to %(to_status)s."), code="reason_required",
                               field="reason", to_status=to_status)
+    if to_status == "resolved":
+        _check_open_checklist(session, ticket, reason)
 
     set_status(session, runtime, ticket, to_status, actor, reason, now)
+
+
+def _check_open_checklist(session: Session, ticket: Ticket, reason: str | None) -> None:
+    """Refuse to resolve a ticket with 帮办 checklist items to do or in progress unless the reason names each."""
+    still_open = checklists.open_items(session, ticket)
+    if not still_open:
+        return
+    if not (reason or "").strip():
+        raise TransitionError(N_("Checklist items %(items)s are not done; to resolve the ticket, give a reason "
+                                 "that names each of them."), code="checklist_open", field="reason",
+                              items=checklists.titles(still_open))
+    unnamed = checklists.unnamed_items(still_open, reason)
+    if unnamed:
+        raise TransitionError(N_("The reason does not name the open checklist items %(items)s; name each of "
+                                 "them to resolve the ticket."), code="checklist_reason_incomplete",
+                              field="reason", items=checklists.titles(unnamed))
 
 
 def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor: str, reason: str | None,

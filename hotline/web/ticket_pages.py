@@ -1,4 +1,5 @@
-"""The ticket page (details, timeline, SLA clocks, rule trace, offers, claim, status change) and new tickets."""
+"""The ticket page (details, timeline, SLA clocks, rule trace, offers, 帮办 checklist, claim, status change)
+and new tickets."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from flask_login import current_user, login_required
 from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
-from hotline import phones, tickets
+from hotline import checklists, phones, tickets
 from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
-from hotline.models import Agency, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
+from hotline.models import Agency, ChecklistItem, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
 from hotline.rules import explain
+from hotline.validation import InputError, unknown_value
 from hotline.vocabulary import (
     CATEGORIES,
     CHANNELS,
@@ -78,6 +80,26 @@ def change_status(number: str):
                               chosen=to_status, http_status=422)
     flash(gettext("Status changed to %(status)s.", status=label(STATUSES, to_status, current_language())), "success")
     return redirect(url_for("web_tickets.ticket_page", number=number))
+
+
+@bp.post("/<number>/checklist")
+@login_required
+def change_checklist_item(number: str):
+    """Change one checklist item from its row on the ticket page; an empty note clears the note."""
+    change = checklists.ItemChange(code=request.form.get("code") or "", status=request.form.get("status") or None,
+                                   note=(request.form.get("note") or "").strip()[:checklists.NOTE_MAX])
+    try:
+        with runtime().transaction() as session:
+            ticket = _ticket_or_404(session, number)
+            if change.status is not None and change.status not in checklists.STATUSES:
+                raise unknown_value("status", change.status, checklists.STATUSES)
+            items = checklists.update_items(session, ticket, [change], current_user.actor, now())
+            title = next(_item_title(item, current_language()) for item in items if item.code == change.code)
+    except InputError as error:
+        flash(gettext(error.template, **error.params), "error")
+    else:
+        flash(gettext("Checklist item %(item)s saved.", item=title), "success")
+    return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="checklist-heading"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -202,7 +224,38 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
                      or (ticket.status, code) == tickets.REOPEN)
                     for code in TRANSITIONS.get(ticket.status, ())],
         "may_claim": ticket.assigned_to_id is None and ticket.status not in FINAL_STATUSES,
+        **_checklist_context(session, ticket, users, agencies, tz, language),
     }
+
+
+def _checklist_context(session: Session, ticket: Ticket, users, agencies, tz, language: str) -> dict[str, Any]:
+    """Build the checklist section: one row per item, the statuses to choose from, and what blocks resolving."""
+    items = checklists.items_of(session, ticket)
+    still_open = [item for item in items if item.status in checklists.OPEN_STATUSES]
+    return {
+        "checklist": [_checklist_row(item, users, agencies, tz, language) for item in items],
+        "checklist_statuses": [(code, label(checklists.STATUSES, code, language)) for code in checklists.STATUSES],
+        "checklist_open": checklists.titles(still_open),
+        "checklist_locked": ticket.status in checklists.LOCKED_TICKET_STATUSES,
+    }
+
+
+def _checklist_row(item: ChecklistItem, users, agencies, tz, language: str) -> dict[str, Any]:
+    return {
+        "code": item.code,
+        "title": _item_title(item, language),
+        "office": item.office,
+        "documents": item.documents or [],
+        "status": item.status,
+        "status_label": label(checklists.STATUSES, item.status, language),
+        "note": item.note or "",
+        "updated_by": display.actor_text(item.updated_by, users, agencies, language) if item.updated_by else "",
+        "updated_at": display.show_time(item.updated_at, tz),
+    }
+
+
+def _item_title(item: ChecklistItem, language: str) -> str:
+    return item.title_en if language == "en" else item.title
 
 
 def _death_text(ticket: Ticket, tz, language: str) -> str:
@@ -253,12 +306,31 @@ def _offer_row(offer: Offer, agencies, at, tz, language: str) -> dict[str, Any]:
 
 
 def _event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[str, Any]:
+    if event.kind in checklists.EVENT_KINDS:
+        return _checklist_event_row(event, users, agencies, tz, language)
     return {
         "at": display.show_time(event.at, tz),
         "kind": label(display.EVENT_KINDS, event.kind, language),
         "actor": display.actor_text(event.actor, users, agencies, language),
         "change": display.event_change(event.kind, event.from_value, event.to_value, event.data, users, tz,
                                        language),
+        "reason": event.reason or "",
+    }
+
+
+def _checklist_event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[str, Any]:
+    """Word a checklist event for the timeline: the item's title and its status change, in the page's language."""
+    data = event.data or {}
+    if event.kind == "checklist_item":
+        change = f"{data.get('title', '')} · {label(checklists.STATUSES, event.from_value or '', language)} → " \
+                 f"{label(checklists.STATUSES, event.to_value or '', language)}"
+    else:
+        change = gettext("%(count)s items", count=len(data.get("items") or []))
+    return {
+        "at": display.show_time(event.at, tz),
+        "kind": label(checklists.EVENT_KINDS, event.kind, language),
+        "actor": display.actor_text(event.actor, users, agencies, language),
+        "change": change,
         "reason": event.reason or "",
     }
 
