@@ -14,12 +14,14 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api import agencies as agency_api
     from hotline.api import checklists as checklist_api
     from hotline.api import dispatch as dispatch_api
+    from hotline.api import kb as kb_api
     from hotline.api import platform as platform_api
     from hotline.api import twilio, v1
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
     from hotline.web import auth, dashboard, exports, offers, queue, ticket_pages
+    from hotline.web import kb as kb_pages
 
     runtime = install(runtime or build_runtime())
     settings = runtime.settings
@@ -46,7 +48,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(agency_api.bp)
-    app.register_blueprint(checklist_api.bp)
+    for blueprint in (checklist_api.bp, kb_api.bp, kb_pages.bp):
+        app.register_blueprint(blueprint)
     app.register_blueprint(platform_api.bp)
     app.register_blueprint(dispatch_api.bp)
 

@@ -339,3 +339,48 @@ class ChecklistItem(SQLModel, table=True):
     updated_by: str | None = Field(default=None, max_length=64, description="Actor of the last change.")
     updated_at: datetime | None = None
     created_at: datetime = Field(default_factory=now)
+
+class KbArticle(SQLModel, table=True):
+    """A knowledge article (便民服务信息) as last saved; each save also adds a KbArticleVersion row."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    category: str = Field(max_length=24, index=True)
+    title: str = Field(max_length=100)
+    summary: str = Field(max_length=500)
+    body: str = Field(max_length=20000)
+    sources: list[dict[str, str]] = Field(default_factory=list, sa_type=JSON,
+                                          description="Each source as {'name': ..., 'url': ...}.")
+    checked_on: date = Field(description="Date the facts were last checked against the sources.")
+    status: str = Field(default="published", max_length=16)
+    version: int = 1
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    updated_by: str = Field(max_length=64)
+
+
+class KbArticleVersion(SQLModel, table=True):
+    """One saved version of a knowledge article, kept so earlier wording can be read again."""
+
+    __table_args__ = (UniqueConstraint("article_id", "version", name="uq_kb_article_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="kbarticle.id", index=True)
+    version: int
+    category: str = Field(max_length=24)
+    title: str = Field(max_length=100)
+    summary: str = Field(max_length=500)
+    body: str = Field(max_length=20000)
+    sources: list[dict[str, str]] = Field(default_factory=list, sa_type=JSON)
+    checked_on: date
+    status: str = Field(max_length=16)
+    change_note: str | None = Field(default=None, max_length=200)
+    saved_by: str = Field(max_length=64)
+    saved_at: datetime = Field(default_factory=now)
+
+
+class KbTerm(SQLModel, table=True):
+    """A search term of an article's current text: a CJK character or bigram, or a Latin word or number."""
+
+    article_id: int = Field(foreign_key="kbarticle.id", primary_key=True)
+    term: str = Field(primary_key=True, max_length=32, index=True)
+    in_title: bool = False

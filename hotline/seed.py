@@ -143,3 +143,20 @@ def seed_users(session: Session, password: str) -> list[str]:
                          on_duty=role == "supervisor", password_hash=generate_password_hash(password)))
         created.append(username)
     return created
+
+
+def seed_kb_articles(session: Session) -> int:
+    """Add the knowledge articles that are missing, matched by title, as version 1; return how many were added."""
+    from hotline.clock import now as clock_now
+    from hotline.kb.articles import create_article
+    from hotline.kb.seed_articles import ARTICLES
+    from hotline.models import KbArticle
+
+    known = set(session.exec(select(KbArticle.title)).all())
+    at = clock_now()
+    added = 0
+    for fields in ARTICLES:
+        if fields.title not in known:
+            create_article(session, fields, actor="seed", now=at, change_note="初始内容")
+            added += 1
+    return added

@@ -86,12 +86,13 @@ def load_or_create_credentials(instance_dir: Path) -> dict:
 
 
 def seed_demo_data(runtime, credentials: dict) -> None:
-    """Seed towns, agencies, users and tokens that are missing; tokens are saved to the credentials file."""
+    """Seed the missing towns, agencies, users, knowledge articles and tokens; tokens go to the credentials file."""
     tz = runtime.settings.timezone
     with runtime.transaction() as session:
         seed.seed_towns(session)
         seed.seed_agencies(session, licence_expires_on=(local(now(), tz) + timedelta(days=365)).date())
         seed.seed_users(session, credentials["password"])
+        seed.seed_kb_articles(session)
         session.flush()
 
         saved = credentials["tokens"]
