@@ -11,12 +11,13 @@ from hotline.runtime import Runtime
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     """Build the web app on `runtime` (by default one built from the environment)."""
+    from hotline import ratelimit
     from hotline.api import agencies as agency_api
     from hotline.api import checklists as checklist_api
     from hotline.api import dispatch as dispatch_api
     from hotline.api import kb as kb_api
+    from hotline.api import open311, openapi, twilio, v1
     from hotline.api import platform as platform_api
-    from hotline.api import twilio, v1
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
@@ -50,8 +51,9 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(agency_api.bp)
     for blueprint in (checklist_api.bp, kb_api.bp, kb_pages.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(platform_api.bp)
     app.register_blueprint(dispatch_api.bp)
+    for blueprint in (platform_api.bp, open311.bp, openapi.bp):
+        app.register_blueprint(blueprint)
 
     # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed
     # links; every other form needs the session's CSRF token.
@@ -60,8 +62,10 @@ def create_app(runtime: Runtime | None = None) -> Flask:
         csrf.exempt(blueprint)
     csrf.exempt(agency_api.bp)
     csrf.exempt(checklist_api.bp)
-    csrf.exempt(platform_api.bp)
     csrf.exempt(dispatch_api.bp)
+    for blueprint in (platform_api.bp, open311.bp):
+        csrf.exempt(blueprint)
+    ratelimit.init_app(app, settings)
     auth.init_login(app)
 
     @app.get("/healthz")

@@ -20,6 +20,10 @@ SMS_BACKENDS = ("console", "twilio")
 # Signs offer links only on a machine nobody else can reach; `hotline demo` replaces it with a random key.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key"
 LANGUAGES = ("zh_Hans_CN", "en")
+# Starting values for the public endpoints, not measured: a platform sends a few referrals a minute, and
+# several platforms or agencies may share one address behind a NAT.
+DEFAULT_RATE_LIMIT_PER_TOKEN = "120/minute"
+DEFAULT_RATE_LIMIT_PER_IP = "300/minute"
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,8 @@ class Settings:
     instance_dir: Path
     max_request_bytes: int
     languages: tuple[str, ...] = field(default=LANGUAGES)
+    rate_limit_per_token: str = DEFAULT_RATE_LIMIT_PER_TOKEN
+    rate_limit_per_ip: str = DEFAULT_RATE_LIMIT_PER_IP
 
     @property
     def in_process_jobs(self) -> bool:
@@ -83,6 +89,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_request_bytes=_read_int(
             env, "HOTLINE_MAX_REQUEST_BYTES", default=64 * 1024, minimum=1024, maximum=16 * 1024 * 1024
         ),
+        rate_limit_per_token=_read_rate_limit(env, "HOTLINE_RATE_LIMIT_PER_TOKEN", DEFAULT_RATE_LIMIT_PER_TOKEN),
+        rate_limit_per_ip=_read_rate_limit(env, "HOTLINE_RATE_LIMIT_PER_IP", DEFAULT_RATE_LIMIT_PER_IP),
     )
 
 
@@ -109,6 +117,20 @@ def _read_int(env: Mapping[str, str], name: str, default: int, minimum: int, max
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name}={value} is out of range: expected an integer from {minimum} to {maximum}")
     return value
+
+
+def _read_rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """Read limits in the `limits` package's notation, such as "120/minute" or "10/second;1000/hour"."""
+    from limits import parse_many
+
+    raw = _read_str(env, name) or default
+    try:
+        items = parse_many(raw)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigError(f"{name}={raw!r} is invalid: expected limits such as 120/minute or 10/second;1000/hour")
+    return raw
 
 
 def _read_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:

@@ -62,6 +62,7 @@ def test_role_token_takes_no_scopes(runtime):
     ("GET", "/api/v1/webhook/deliveries", "referrals:read"),
     ("GET", "/api/v1/kb/articles", "kb:read"),
     ("POST", "/open311/v2/requests.json", "referrals:write"),
+    ("GET", "/open311/v2/requests.json", "referrals:read"),
     ("GET", "/open311/v2/requests/<service_request_id>.json", "referrals:read"),
     ("GET", "/api/v1/tickets", None),
     ("GET", "/api/v1/referralsx", None),

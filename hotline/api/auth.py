@@ -22,6 +22,7 @@ SCOPE_RULES = (
     (None, "/api/v1/webhook", tokens.REFERRALS_READ),
     (None, "/api/v1/kb", tokens.KB_READ),
     ("POST", "/open311/v2/requests.json", tokens.REFERRALS_WRITE),
+    ("GET", "/open311/v2/requests.json", tokens.REFERRALS_READ),
     ("GET", "/open311/v2/requests", tokens.REFERRALS_READ),
 )
 INSUFFICIENT_SCOPE = N_("This token lacks the scope %(scope)s; ask the hotline's administrator for a token with it.")
