@@ -245,6 +245,10 @@ class User(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=20)
     on_duty: bool = False
     active: bool = True
+    town_code: str | None = Field(default=None, foreign_key="town.code", max_length=9,
+                                  description="Referrers only: the town (街镇) they serve.")
+    committee: str | None = Field(default=None, max_length=64,
+                                  description="Referrers only: their residents' (居委) or village (村委) committee.")
     created_at: datetime = Field(default_factory=now)
 
 

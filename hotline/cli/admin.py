@@ -1,4 +1,4 @@
-"""Administration commands: database migration, staff accounts and API tokens."""
+"""Administration commands: database migration, staff and referrer accounts, and API tokens."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import click
 from sqlmodel import select
 from werkzeug.security import generate_password_hash
 
+from hotline import phones, webhooks
 from hotline import tokens as token_store
-from hotline import webhooks
 from hotline.clock import local, now
 from hotline.config import ConfigError, load_settings
 from hotline.models import User
+from hotline.referrers import REFERRER_ROLES, InvalidReferrerPhone, is_referrer, referrer_mobile
+from hotline.towns import all_towns, find_town
 from hotline.validation import InputError
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES
+
+COMMITTEE_MAX = 64
 
 
 def _runtime():
@@ -41,27 +45,64 @@ def db_upgrade() -> None:
     click.echo("database is at the latest revision")
 
 
-@click.group(help="Staff accounts.")
+@click.group(help="Staff and referrer accounts.")
 def users() -> None:
     pass
 
 
-@users.command("create", help="Create a staff account; the password is asked for unless given.")
+@users.command("create", help="Create a staff or referrer account; the password is asked for unless given.")
 @click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="What the account may do.")
+@click.option("--role", type=click.Choice(ROLES + REFERRER_ROLES), required=True,
+              help="What the account may do; a referrer role is also the referral source it files under.")
 @click.option("--display-name", help="Name shown to colleagues; defaults to the username.")
-@click.option("--phone", help="Mobile number in E.164 for supervisor alerts.")
+@click.option("--phone", help="Mobile number: supervisor alerts for staff, status SMS for referrers (required).")
+@click.option("--town", help="Referrers only (required): name or statistical code of the town (街镇) they serve.")
+@click.option("--committee", help="Referrers only (required): their residents' or village committee (居委/村委).")
 @click.option("--on-duty/--off-duty", default=False, help="Receive supervisor alerts now.")
 @click.password_option(help="Password (asked for twice when not given).")
-def users_create(username: str, role: str, display_name: str | None, phone: str | None, on_duty: bool,
-                 password: str) -> None:
+def users_create(username: str, role: str, display_name: str | None, phone: str | None, town: str | None,
+                 committee: str | None, on_duty: bool, password: str) -> None:
     runtime = _runtime()
     with runtime.transaction() as session:
         if session.exec(select(User).where(User.username == username)).first() is not None:
             raise click.ClickException(f"user {username!r} already exists")
-        session.add(User(username=username, display_name=display_name or username, role=role, phone=phone,
-                         on_duty=on_duty, password_hash=generate_password_hash(password)))
+        if is_referrer(role):
+            fields = _referrer_fields(session, role, phone, town, committee)
+        else:
+            fields = _staff_fields(role, phone, town, committee)
+        session.add(User(username=username, display_name=display_name or username, role=role, on_duty=on_duty,
+                         password_hash=generate_password_hash(password), **fields))
     click.echo(f"created {role} {username}")
+
+
+def _referrer_fields(session, role: str, phone: str | None, town: str | None, committee: str | None) -> dict:
+    missing = [option for option, value in (("--phone", phone), ("--town", town), ("--committee", committee))
+               if not (value or "").strip()]
+    if missing:
+        raise click.UsageError(f"a {role} account needs {', '.join(missing)}")
+    if len(committee.strip()) > COMMITTEE_MAX:
+        raise click.BadParameter(f"longer than {COMMITTEE_MAX} characters", param_hint="--committee")
+    found = find_town(session, town.strip())
+    if found is None:
+        names = ", ".join(known.name for known in all_towns(session)) or "none; run `hotline db upgrade` first"
+        raise click.BadParameter(f"unknown town {town!r}; known towns: {names}", param_hint="--town")
+    try:
+        mobile = referrer_mobile(phone)
+    except InvalidReferrerPhone as error:
+        raise click.BadParameter(f"{error}; give a mainland mobile number such as 13812345678",
+                                 param_hint="--phone") from None
+    return {"phone": mobile, "town_code": found.code, "committee": committee.strip()}
+
+
+def _staff_fields(role: str, phone: str | None, town: str | None, committee: str | None) -> dict:
+    if town or committee:
+        raise click.UsageError(f"--town and --committee are for referrer accounts, not for a {role}")
+    if not phone:
+        return {"phone": None}
+    try:
+        return {"phone": phones.normalise(phone).e164}
+    except phones.InvalidPhoneNumber:
+        raise click.BadParameter(f"{phone!r} is not a valid phone number", param_hint="--phone") from None
 
 
 @click.group(help="API tokens and the webhooks of platform tokens.")
