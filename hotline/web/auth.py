@@ -22,6 +22,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import LoginAttempt, User
+from hotline.referrers import is_referrer
 from hotline.validation import N_
 from hotline.vocabulary import label
 from hotline.web.display import LOGIN_OUTCOMES, show_time
@@ -105,7 +106,7 @@ def roles_required(*roles: str):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("web_queue.queue"))
+        return redirect(landing_page(current_user.role))
     error = None
     username = ""
     if request.method == "POST":
@@ -114,7 +115,7 @@ def login():
         user, error = authenticate(username, password)
         if user is not None:
             login_user(user)
-            return redirect(safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next"), user.role))
     status = 401 if error else 200
     return render_template("login.html", error=error, username=username, language=current_language()), status
 
@@ -188,10 +189,17 @@ def is_locked(session: Session, username: str, at: datetime) -> bool:
     return len(failures) >= MAX_FAILURES
 
 
-def safe_next(target: str | None) -> str:
+def landing_page(role: str) -> str:
+    """Return the first page after login: the referral portal for referrers, the queue for staff."""
+    if is_referrer(role):
+        return url_for("web_portal.my_referrals")
+    return url_for("web_queue.queue")
+
+
+def safe_next(target: str | None, role: str) -> str:
     """The page to go to after login: a path on this site, never another host."""
     if target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith(("//", "/\\")):
             return target
-    return url_for("web_queue.queue")
+    return landing_page(role)
