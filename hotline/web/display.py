@@ -23,6 +23,8 @@ EVENT_KINDS = {
     "priority": ("优先级变更", "Priority changed"),
     "status": ("状态变更", "Status changed"),
     "claimed": ("签收", "Claimed"),
+    "note": ("备注", "Note"),
+    "referrer_note": ("给转介人的备注", "Note for the referrer"),
     "call_attached": ("来电并入", "Call attached"),
     "call_status": ("通话状态", "Call status"),
     "callback_needed": ("需回电", "Call-back needed"),

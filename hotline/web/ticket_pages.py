@@ -17,6 +17,7 @@ from hotline import checklists, phones, tickets
 from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
 from hotline.models import Agency, ChecklistItem, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
+from hotline.referrers import add_note, is_portal_referral
 from hotline.rules import explain
 from hotline.validation import InputError, unknown_value
 from hotline.vocabulary import (
@@ -100,6 +101,27 @@ def change_checklist_item(number: str):
     else:
         flash(gettext("Checklist item %(item)s saved.", item=title), "success")
     return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="checklist-heading"))
+
+
+@bp.post("/<number>/notes")
+@login_required
+def add_ticket_note(number: str):
+    """Add an operator's note; one marked for the referrer of a portal referral shows on the portal."""
+    text = (request.form.get("note") or "").strip()
+    if not text:
+        flash(gettext("Write the note before adding it."), "error")
+        return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="note-heading"))
+
+    with runtime().transaction() as session:
+        ticket = _ticket_or_404(session, number)
+        referral = session.exec(select(Referral).where(Referral.ticket_id == ticket.id)).first()
+        visible = request.form.get("visible_to_referrer") == "yes" and referral is not None \
+            and is_portal_referral(referral)
+        add_note(session, ticket, text, visible, current_user.actor, now())
+    log.info("Web tickets: %s added a note to %s (for the referrer: %s)", current_user.username, number, visible)
+    flash(gettext("Note added; the referrer can read it on the portal.") if visible else gettext("Note added."),
+          "success")
+    return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="note-heading"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -205,6 +227,7 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
         "ticket": ticket,
         "town": town.name if town else "",
         "referral": referral,
+        "referrer_can_read": referral is not None and is_portal_referral(referral),
         "source": label(SOURCES, ticket.source, language),
         "channel": label(CHANNELS, ticket.channel, language),
         "category": label(CATEGORIES, ticket.category, language),
