@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from hotline import checklists, webhooks
+from hotline import checklists, referrers, webhooks
 from hotline.events import record_event
 from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.outbox import schedule_job
@@ -255,6 +255,7 @@ def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor:
     session.add(ticket)
     record_event(session, ticket, "status", actor=actor, from_value=from_status, to_value=to_status,
                  reason=reason, at=now)
+    referrers.notify_status_change(session, ticket, to_status)
     webhooks.queue_status_change(session, ticket, from_status, to_status, now)
     sla_clocks.refresh_ticket_due(session, ticket)
     log.info("Tickets: %s status %s -> %s by %s", ticket.number, from_status, to_status, actor)
