@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, url_for
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -17,8 +17,9 @@ from hotline.api.errors import ApiError
 from hotline.clock import isoformat, local, now
 from hotline.i18n import current_language
 from hotline.models import Agency, AgencyStatusChange, Town
+from hotline.reports.fairness import FairnessRow, fairness_report, parse_since
 from hotline.validation import N_, InputError
-from hotline.vocabulary import label
+from hotline.vocabulary import DECLINE_REASONS, label
 
 bp = Blueprint("api_agencies", __name__, url_prefix="/api/v1")
 
@@ -38,6 +39,53 @@ def list_agencies():
         towns = _town_names(session)
         items = [agency_json(agency, towns, _today(), current_language()) for agency in rows]
     return jsonify({"items": items, "next": None})
+
+
+@bp.get("/agencies/fairness")
+@require(roles=STAFF_ROLES)
+def fairness():
+    """Share of offers, outcomes and acceptance times per agency over ?since=30d (whole local days)."""
+    since = request.args.get("since", "30d")
+    try:
+        days = parse_since(since)
+    except ValueError:
+        raise InputError("invalid_value", N_("Parameter %(field)s must be a number of days from 1 to 366, such "
+                                             "as 30d."), field="since") from None
+
+    language = current_language()
+    with runtime().transaction() as session:
+        period, rows = fairness_report(session, now(), days, runtime().settings.timezone)
+    return jsonify({
+        "first_day": period.first_day.isoformat(),
+        "last_day": period.last_day.isoformat(),
+        "start": isoformat(period.start),
+        "end": isoformat(period.end),
+        "items": [_fairness_json(row, language) for row in rows],
+    })
+
+
+def _fairness_json(row: FairnessRow, language: str) -> dict[str, Any]:
+    figures = row.figures
+    return {
+        "agency_id": figures.agency_id,
+        "name": figures.name,
+        "kind": figures.kind,
+        "status": figures.status,
+        "offers": figures.offers,
+        "automatic_offers": row.automatic,
+        "manual_offers": row.manual,
+        "share_of_automatic_percent": row.share_percent,
+        "accepted": figures.accepted,
+        "declined": figures.states.get("declined", 0),
+        "timed_out": figures.states.get("timed_out", 0),
+        "cancelled": figures.states.get("cancelled", 0),
+        "pending": figures.states.get("pending", 0),
+        "acceptance_rate_percent": figures.acceptance_rate,
+        "median_accept_minutes": row.median_accept_minutes,
+        "decline_reasons": [{"code": code, "label": label(DECLINE_REASONS, code, language), "count": count}
+                            for code, count in sorted(row.decline_codes.items())],
+        "sla_breaches": figures.breaches,
+    }
 
 
 @bp.get("/agencies/<int:agency_id>")

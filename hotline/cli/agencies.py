@@ -21,7 +21,7 @@ from hotline.config import ConfigError
 from hotline.i18n import CHINESE, TRANSLATIONS_DIR
 from hotline.models import Agency, Town, User
 from hotline.validation import InputError
-from hotline.vocabulary import AGENCY_KINDS, label
+from hotline.vocabulary import AGENCY_KINDS, DECLINE_REASONS, label
 
 LIST_HEADERS = ("编号", "名称", "类型", "状态", "服务街镇", "容量", "接单手机", "备案到期", "执照到期", "可派单")
 
@@ -150,6 +150,44 @@ def history_command(name_or_id: str) -> None:
     click.echo(f"#{agency.id} {agency.name}")
     for line in format_table(("时间", "原状态", "新状态", "原因", "操作人"), table):
         click.echo(line)
+
+
+FAIRNESS_HEADERS = ("编号", "名称", "派单", "自动", "人工", "自动派单占比", "接单", "拒单", "超时", "撤回",
+                    "接单率", "接单用时中位数", "拒单原因", "时限超时")
+
+
+@agencies_group.command("fairness")
+@click.option("--since", default="30d", show_default=True,
+              help="统计最近几天（按北京时间整天计，含今天），写作 30d。")
+def fairness_command(since: str) -> None:
+    """派单公平性报告：各机构的派单数、自动派单占比、接单/拒单/超时、接单用时中位数。"""
+    from hotline.reports.fairness import fairness_report, parse_since
+
+    try:
+        days = parse_since(since)
+    except ValueError:
+        raise click.BadParameter(f"{since!r} 无效，请写 1 到 366 之间的天数，例如 30d。", param_hint="--since") \
+            from None
+    with _transaction() as (session, runtime):
+        period, rows = fairness_report(session, now(), days, runtime.settings.timezone)
+    click.echo(f"统计期：{period.first_day.isoformat()} 至 {period.last_day.isoformat()}（北京时间，共 {days} 天）")
+    for line in format_table(FAIRNESS_HEADERS, [_fairness_cells(row) for row in rows]):
+        click.echo(line)
+
+
+def _fairness_cells(row) -> tuple[str, ...]:
+    figures = row.figures
+    reasons = "、".join(f"{label(DECLINE_REASONS, code)}{count}" for code, count in sorted(row.decline_codes.items()))
+    return (str(figures.agency_id), figures.name, str(figures.offers), str(row.automatic), str(row.manual),
+            _percent(row.share_percent), str(figures.accepted), str(figures.states.get("declined", 0)),
+            str(figures.states.get("timed_out", 0)), str(figures.states.get("cancelled", 0)),
+            _percent(figures.acceptance_rate),
+            "—" if row.median_accept_minutes is None else f"{row.median_accept_minutes} 分钟",
+            reasons or "—", str(figures.breaches))
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value}%"
 
 
 @agencies_group.command("remind")
