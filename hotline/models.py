@@ -319,6 +319,7 @@ class RuleSetVersion(SQLModel, table=True):
     rules_dir: str = Field(max_length=300, description="Folder the files were read from.")
     first_used_at: datetime = Field(default_factory=now)
 
+
 class ChecklistItem(SQLModel, table=True):
     """One item of a ticket's 帮办 checklist for the 公民身故一件事 bundle.
 
@@ -343,6 +344,7 @@ class ChecklistItem(SQLModel, table=True):
     updated_by: str | None = Field(default=None, max_length=64, description="Actor of the last change.")
     updated_at: datetime | None = None
     created_at: datetime = Field(default_factory=now)
+
 
 class KbArticle(SQLModel, table=True):
     """A knowledge article (便民服务信息) as last saved; each save also adds a KbArticleVersion row."""
