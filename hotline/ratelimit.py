@@ -2,8 +2,9 @@
 
 Counters live in Redis when HOTLINE_REDIS_URL is set, so every web process shares them; without Redis
 they live in the process's memory, which is right for the one-process embedded default. Each limit is
-one counter over all public endpoints together, in fixed windows that open with a key's first request. A request over a limit gets 429 with
-Retry-After and the usual JSON error, in GeoReport's error format under /open311/.
+one counter over all public endpoints together, in fixed windows that open with a key's first request.
+A request over a limit gets 429 with Retry-After and the usual JSON error, in GeoReport's error format
+under /open311/.
 If Redis is unreachable the limits are not applied, rather than turning intake away.
 """
 

@@ -1,4 +1,5 @@
-"""Webhooks: registration, signed deliveries through the outbox, retries while the receiver is down, failure after 24 h."""
+"""Webhooks: registration, signed deliveries through the outbox, retries while the receiver is down,
+and failure after 24 h."""
 
 from __future__ import annotations
 
