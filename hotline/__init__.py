@@ -21,7 +21,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
-    from hotline.web import auth, dashboard, exports, offers, portal, queue, ticket_pages
+    from hotline.web import auth, dashboard, dispatch_panel, exports, offers, portal, queue, ticket_pages
     from hotline.web import kb as kb_pages
 
     runtime = install(runtime or build_runtime())
@@ -49,10 +49,11 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(agency_api.bp)
-    app.register_blueprint(portal.bp)
     for blueprint in (checklist_api.bp, kb_api.bp, kb_pages.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(portal.bp)
     app.register_blueprint(dispatch_api.bp)
+    app.register_blueprint(dispatch_panel.bp)
     for blueprint in (platform_api.bp, open311.bp, openapi.bp):
         app.register_blueprint(blueprint)
 

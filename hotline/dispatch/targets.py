@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from hotline.dispatch import registry
 from hotline.dispatch.config import DispatchConfig, DispatchTarget
@@ -63,3 +63,50 @@ def agency_facts(agency: Agency, ticket: Ticket) -> dict[str, Any]:
         "chosen": agency.id == ticket.chosen_agency_id,
         "serves_all_towns": registry.ALL_TOWNS in (agency.towns or []),
     }
+
+
+@dataclass(frozen=True)
+class AgencyStanding:
+    """Whether one agency could take a ticket now, and each reason it could not (see STANDING_PROBLEMS)."""
+
+    agency: Agency
+    active_jobs: int
+    problems: tuple[str, ...]
+
+    @property
+    def eligible(self) -> bool:
+        return not self.problems
+
+
+# Reasons an agency cannot take a ticket, in the order the ticket page lists them.
+STANDING_PROBLEMS = ("not_approved", "documents_expired", "other_town", "missing_services", "at_capacity",
+                     "tried")
+
+
+def agency_standings(session: Session, config: DispatchConfig, ticket: Ticket, today: date,
+                     tried: set[int]) -> list[AgencyStanding]:
+    """Judge every agency for `ticket`: eligible ones first in rotation order, then the rest by name."""
+    from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents
+
+    needed = set(ticket.needs or []) & config.on_site_needs
+    active = registry.active_jobs_by_agency(session)
+    rotation = {candidate.agency.id: position for position, candidate in enumerate(
+        registry.eligible(session, ticket, ("agency", "funeral_home"), needed, today, exclude=set(),
+                          ignore_capacity=True))}
+
+    standings = []
+    for agency in session.exec(select(Agency)).all():
+        jobs = active.get(agency.id, 0)
+        checks = {
+            "not_approved": agency.status not in DISPATCHABLE_STATUSES,
+            "documents_expired": bool(expired_documents(agency, today)),
+            "other_town": not registry.serves_town(agency, ticket.town_code),
+            "missing_services": not needed <= set(agency.services or []),
+            "at_capacity": jobs >= agency.capacity,
+            "tried": agency.id in tried,
+        }
+        problems = tuple(problem for problem in STANDING_PROBLEMS if checks[problem])
+        standings.append(AgencyStanding(agency, jobs, problems))
+    standings.sort(key=lambda standing: (not standing.eligible, rotation.get(standing.agency.id, len(rotation)),
+                                         standing.agency.name))
+    return standings

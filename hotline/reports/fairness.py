@@ -1,4 +1,4 @@
-"""The dispatch fairness report: how the offers of a period were shared among agencies and how each answered.
+"""The dispatch fairness report: how a period's offers were shared among agencies and how each responded.
 
 The bureau must be able to show that vetted agencies got work fairly (公平竞争). Per agency the report
 counts the offers sent in the period, split into automatic offers (made by the dispatch targets) and

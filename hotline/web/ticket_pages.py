@@ -32,7 +32,7 @@ from hotline.vocabulary import (
     TRANSITIONS,
     label,
 )
-from hotline.web import display
+from hotline.web import dispatch_panel, display
 
 log = logging.getLogger("hotline.web.tickets")
 
@@ -248,6 +248,7 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
                     for code in TRANSITIONS.get(ticket.status, ())],
         "may_claim": ticket.assigned_to_id is None and ticket.status not in FINAL_STATUSES,
         **_checklist_context(session, ticket, users, agencies, tz, language),
+        **dispatch_panel.panel_context(session, ticket, language),
     }
 
 
