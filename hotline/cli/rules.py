@@ -53,7 +53,7 @@ def check_command(rules_dir: Path | None) -> None:
 @rules.command("test")
 @_RULES_OPTION
 def test_command(rules_dir: Path | None) -> None:
-    """运行 tests/*.yaml 中的示例工单 (run the example tickets in tests/*.yaml)."""
+    """运行 tests/ 和 tests/dispatch/ 中的示例工单 (run the example tickets of the priority and dispatch rules)."""
     rules_dir = rules_dir or _load_settings().rules_dir
     try:
         rule_set = load_rule_set(rules_dir)
@@ -67,6 +67,8 @@ def test_command(rules_dir: Path | None) -> None:
         raise SystemExit(1)
 
     total, failures = _run_case_files(rule_set, case_files)
+    dispatch_total, dispatch_failures = _run_dispatch_case_files(rules_dir)
+    total, failures = total + dispatch_total, failures + dispatch_failures
     if failures:
         click.echo(f"{failures}/{total} 个用例未通过 / {failures} of {total} cases failed", err=True)
         raise SystemExit(1)
@@ -304,6 +306,43 @@ def _run_case_files(rule_set, case_files: Sequence[Path]) -> tuple[int, int]:
             try:
                 mismatches = run_case(rule_set, case)
             except (RuleError, ValueError) as error:
+                mismatches = [f"evaluation failed: {error}"]
+            if mismatches:
+                failures += 1
+                click.echo(f"FAIL {case.location} {case.name}", err=True)
+                for line in mismatches:
+                    click.echo(f"  {line}", err=True)
+    return total, failures
+
+
+def _run_dispatch_case_files(rules_dir: Path) -> tuple[int, int]:
+    """Run the dispatch tables in tests/dispatch/*.yaml and print each failure; return (run, failed)."""
+    from hotline.dispatch.cases import CASES_DIR as DISPATCH_CASES_DIR
+    from hotline.dispatch.cases import load_dispatch_cases, run_dispatch_case
+    from hotline.dispatch.config import load_dispatch_config
+
+    case_files = sorted((rules_dir / DISPATCH_CASES_DIR).glob("*.yaml"))
+    if not case_files:
+        return 0, 0
+    try:
+        config = load_dispatch_config(rules_dir / "dispatch.yaml")
+    except RuleError as error:
+        click.echo(str(error), err=True)
+        return 1, 1
+
+    total = failures = 0
+    for path in case_files:
+        try:
+            cases = load_dispatch_cases(path)
+        except RuleError as error:
+            click.echo(str(error), err=True)
+            failures += 1
+            continue
+        for case in cases:
+            total += 1
+            try:
+                mismatches = run_dispatch_case(config, case)
+            except (RuleError, ValueError, KeyError) as error:
                 mismatches = [f"evaluation failed: {error}"]
             if mismatches:
                 failures += 1
