@@ -16,12 +16,13 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api import checklists as checklist_api
     from hotline.api import dispatch as dispatch_api
     from hotline.api import kb as kb_api
+    from hotline.api import merge as merge_api
     from hotline.api import open311, openapi, twilio, v1
     from hotline.api import platform as platform_api
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
-    from hotline.web import auth, dashboard, dispatch_panel, exports, offers, portal, queue, ticket_pages
+    from hotline.web import auth, dashboard, dispatch_panel, exports, offers, portal, queue, ticket_pages, users_admin
     from hotline.web import kb as kb_pages
 
     runtime = install(runtime or build_runtime())
@@ -34,6 +35,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Behind an https address the browser must never send the session over plain http.
+        SESSION_COOKIE_SECURE=(settings.public_base_url or "").lower().startswith("https://"),
         # A form stays valid for a whole shift; the token is still bound to the login session.
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
@@ -56,6 +59,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(dispatch_panel.bp)
     for blueprint in (platform_api.bp, open311.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    for blueprint in (merge_api.bp, users_admin.bp):
+        app.register_blueprint(blueprint)
 
     # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed
     # links; every other form needs the session's CSRF token.
@@ -65,7 +70,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     csrf.exempt(agency_api.bp)
     csrf.exempt(checklist_api.bp)
     csrf.exempt(dispatch_api.bp)
-    for blueprint in (platform_api.bp, open311.bp):
+    for blueprint in (platform_api.bp, open311.bp, merge_api.bp):
         csrf.exempt(blueprint)
     ratelimit.init_app(app, settings)
     auth.init_login(app)

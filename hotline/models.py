@@ -59,6 +59,8 @@ class Ticket(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
     resolved_at: datetime | None = None
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id", index=True,
+                                       description="The ticket this duplicate was merged into; it is then cancelled.")
 
 
 class TicketCounter(SQLModel, table=True):
@@ -305,6 +307,20 @@ class LoginAttempt(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     remote_addr: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=200)
+
+
+class UserChange(SQLModel, table=True):
+    """One change an admin made to a staff or referrer account, kept as its audit trail.
+
+    `action` is unlocked, deactivated, activated or password_reset. `actor` is "user:ID" of the admin.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    action: str = Field(max_length=24)
+    actor: str = Field(max_length=64)
+    at: datetime = Field(default_factory=now)
+    remote_addr: str | None = Field(default=None, max_length=45, description="None for a change made by the CLI.")
 
 
 class RuleSetVersion(SQLModel, table=True):

@@ -12,7 +12,7 @@ import time_machine
 from sqlmodel import select
 from web_helpers import log_in, post_form, refer
 
-from hotline.models import SlaClock, Ticket, TicketEvent
+from hotline.models import SlaClock, Ticket, TicketEvent, User
 from hotline.sla.sweep import sweep_breaches
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
@@ -306,3 +306,71 @@ def test_error_pages_in_chinese(client):
     assert "页面不存在" in missing.get_data(as_text=True)
     assert broken_offer.status_code == 404
     assert "短信" in broken_offer.get_data(as_text=True)
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_walk_in_form_has_every_field(operator, seeded):
+    page = operator.get("/tickets/new").get_data(as_text=True)
+
+    for field in ("channel", "category", "town", "committee", "address", "caller_phone", "caller_name", "note"):
+        assert f'name="{field}"' in page, field
+    assert page.count('type="checkbox" name="needs"') == 6
+    assert page.count('type="checkbox" name="flags"') == 5
+    assert "居委/村委" in page
+    assert "新工单将由您签收" in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_walk_in_ticket_claimed_with_address(operator, runtime, seeded):
+    response = post_form(operator, "/tickets/new", {
+        "channel": "walk_in", "category": "consultation", "needs": ["subsidy_info"],
+        "flags": ["solitary_elderly", "no_smartphone"], "town": "310118103", "committee": " 复兴居委 ",
+        "address": "盈浦街道复兴路 88 弄 3 号 201 室", "caller_name": "陈先生",
+    })
+
+    number = response.location.rsplit("/", 1)[1]
+    ticket = _ticket(runtime, number)
+    with runtime.transaction() as session:
+        events = session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)).all()
+        first_response = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id)
+                                      .where(SlaClock.target == "first_response")).one()
+        operator_id = session.exec(select(User.id).where(User.username == "operator")).one()
+    assert ticket.committee == "复兴居委"
+    assert ticket.address == "盈浦街道复兴路 88 弄 3 号 201 室"
+    assert ticket.flags == ["solitary_elderly", "no_smartphone"]
+    assert ticket.assigned_to_id == operator_id, "claimed for the operator serving the visitor"
+    assert ticket.status == "in_progress"
+    assert [event.kind for event in events if event.kind == "claimed"] == ["claimed"]
+    assert first_response.state == "met"
+    page = operator.get(f"/tickets/{number}").get_data(as_text=True)
+    assert "复兴居委" in page
+    assert "盈浦街道复兴路 88 弄 3 号 201 室" in page
+    assert "话务员 王丽" in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_walk_in_long_fields_cut_to_column(operator, runtime, seeded):
+    response = post_form(operator, "/tickets/new", {"channel": "walk_in", "category": "consultation",
+                                                    "committee": "委" * 80, "address": "路" * 250})
+
+    ticket = _ticket(runtime, response.location.rsplit("/", 1)[1])
+    assert ticket.committee == "委" * 64
+    assert ticket.address == "路" * 200
+
+
+@pytest.mark.parametrize(("base_url", "secure"), [("https://hotline.example.test", True),
+                                                  ("http://127.0.0.1:5000", False), (None, False)])
+def test_session_cookie_secure_behind_https(runtime, seeded, base_url, secure):
+    from dataclasses import replace
+
+    from hotline import create_app
+
+    runtime.settings = replace(runtime.settings, public_base_url=base_url)
+    application = create_app(runtime)
+    client = application.test_client()
+
+    response = log_in(client, "operator")
+
+    assert application.config["SESSION_COOKIE_SECURE"] is secure
+    cookie = next(header for header in response.headers.getlist("Set-Cookie") if header.startswith("session="))
+    assert ("; Secure" in cookie) is secure

@@ -6,7 +6,7 @@ import click
 from sqlmodel import select
 from werkzeug.security import generate_password_hash
 
-from hotline import phones, webhooks
+from hotline import accounts, phones, webhooks
 from hotline import tokens as token_store
 from hotline.clock import local, now
 from hotline.config import ConfigError, load_settings
@@ -92,6 +92,92 @@ def _referrer_fields(session, role: str, phone: str | None, town: str | None, co
         raise click.BadParameter(f"{error}; give a mainland mobile number such as 13812345678",
                                  param_hint="--phone") from None
     return {"phone": mobile, "town_code": found.code, "committee": committee.strip()}
+
+
+@users.command("list", help="List every account: role, active, locked out until, last login.")
+def users_list() -> None:
+    from hotline.cli.agencies import format_table
+    from hotline.web.auth import locked_until
+
+    runtime = _runtime()
+    tz = runtime.settings.timezone
+    at = now()
+    with runtime.transaction() as session:
+        rows = accounts.all_users(session)
+        logins = accounts.last_logins(session)
+        table = [(user.username, user.display_name, user.role, "yes" if user.active else "no",
+                  _when(locked_until(session, user.username, at), tz), _when(logins.get(user.id), tz))
+                 for user in rows]
+    for line in format_table(("USERNAME", "NAME", "ROLE", "ACTIVE", "LOCKED UNTIL", "LAST LOGIN"), table):
+        click.echo(line)
+
+
+BY_OPTION = click.option("--by", "admin_name", required=True, help="Username of the admin making the change.")
+
+
+@users.command("unlock", help="Clear the login lockout that repeated wrong passwords put on USERNAME.")
+@click.argument("username")
+@BY_OPTION
+def users_unlock(username: str, admin_name: str) -> None:
+    from hotline.web.auth import unlock
+
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        admin, user = _admin_and_user(session, admin_name, username)
+        unlocked = unlock(session, user, admin.id, now())
+    click.echo(f"unlocked {username}" if unlocked else f"{username} was not locked out")
+
+
+@users.command("deactivate", help="Stop USERNAME from logging in; a session already open ends at its next request.")
+@click.argument("username")
+@BY_OPTION
+def users_deactivate(username: str, admin_name: str) -> None:
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        admin, user = _admin_and_user(session, admin_name, username)
+        changed = _raising_click_errors(lambda: accounts.set_active(session, user, False, admin.id, now()))
+        tokens_left = accounts.live_token_count(session, user)
+    click.echo(f"deactivated {username}" if changed else f"{username} was already inactive")
+    if tokens_left:
+        click.echo(f"{username} still has {tokens_left} live API token(s); revoke them with "
+                   "`hotline tokens revoke PREFIX` (`hotline tokens list` shows them)")
+
+
+@users.command("activate", help="Let a deactivated USERNAME log in again.")
+@click.argument("username")
+@BY_OPTION
+def users_activate(username: str, admin_name: str) -> None:
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        admin, user = _admin_and_user(session, admin_name, username)
+        changed = accounts.set_active(session, user, True, admin.id, now())
+    click.echo(f"activated {username}" if changed else f"{username} was already active")
+
+
+@users.command("reset-password", help="Give USERNAME a new random password and print it once; only its hash is kept.")
+@click.argument("username")
+@BY_OPTION
+def users_reset_password(username: str, admin_name: str) -> None:
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        admin, user = _admin_and_user(session, admin_name, username)
+        password = accounts.reset_password(session, user, admin.id, now())
+    click.echo(f"new password for {username} (shown only now): {password}")
+
+
+def _admin_and_user(session, admin_name: str, username: str):
+    admin = _raising_click_errors(lambda: accounts.require_admin(session, admin_name))
+    user = accounts.find_user(session, username)
+    if user is None:
+        raise click.ClickException(f"user {username!r} not found; `hotline users list` shows every account")
+    return admin, user
+
+
+def _raising_click_errors(change):
+    try:
+        return change()
+    except InputError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _staff_fields(role: str, phone: str | None, town: str | None, committee: str | None) -> dict:

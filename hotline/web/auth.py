@@ -1,8 +1,9 @@
 """Staff login with username and password, Flask-Login sessions, roles, lockout and the login audit.
 
 Five failed passwords for one username within LOCKOUT_WINDOW lock that username until
-LOCKOUT_WINDOW has passed since the earliest of those five. A successful login clears the count.
-Every attempt, refused or not, is one LoginAttempt row.
+LOCKOUT_WINDOW has passed since the earliest of those five. A successful login clears the count, and
+so does an admin's unlock, recorded as a LoginAttempt row with the outcome "unlocked". Every attempt,
+refused or not, is one LoginAttempt row.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
+from sqlalchemy import or_
 from sqlmodel import Session, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hotline.clock import now
+from hotline import accounts
+from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
 from hotline.models import LoginAttempt, User
 from hotline.referrers import is_referrer
@@ -35,6 +38,9 @@ MAX_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
 AUDIT_PAGE_SIZE = 200
 SUPERVISORS = ("supervisor", "admin")
+FAILED_OUTCOMES = ("bad_password", "unknown_user", "inactive")
+UNLOCKED = "unlocked"
+AUDIT_OUTCOMES = {**LOGIN_OUTCOMES, UNLOCKED: ("管理员解除锁定", "Unlocked by an admin")}
 # Checked when the username is unknown, so a wrong name takes as long as a wrong password.
 _UNKNOWN_USER_HASH = generate_password_hash("no such user")
 
@@ -138,7 +144,7 @@ def login_audit():
     language = current_language()
     tz = runtime().settings.timezone
     rows = [{"at": show_time(attempt.at, tz), "username": attempt.username, "succeeded": attempt.succeeded,
-             "outcome": label(LOGIN_OUTCOMES, attempt.outcome, language), "remote_addr": attempt.remote_addr or ""}
+             "outcome": label(AUDIT_OUTCOMES, attempt.outcome, language), "remote_addr": attempt.remote_addr or ""}
             for attempt in attempts]
     return render_template("audit_logins.html", attempts=rows, language=language)
 
@@ -175,18 +181,43 @@ def _outcome(session: Session, username: str, password: str, user: User | None, 
 
 
 def is_locked(session: Session, username: str, at: datetime) -> bool:
-    """True when `username` had MAX_FAILURES failed passwords within LOCKOUT_WINDOW and no login since."""
+    """True when `username` had MAX_FAILURES failed passwords within LOCKOUT_WINDOW and no login or unlock since."""
+    return locked_until(session, username, at) is not None
+
+
+def locked_until(session: Session, username: str, at: datetime) -> datetime | None:
+    """Return when the lockout of `username` ends, or None when it is not locked out at `at`.
+
+    The lockout lasts while MAX_FAILURES failures after the last login or unlock lie within
+    LOCKOUT_WINDOW, so it ends LOCKOUT_WINDOW after the oldest of the latest MAX_FAILURES failures.
+    """
     since = at - LOCKOUT_WINDOW
-    last_success = session.exec(
-        select(LoginAttempt.at).where(LoginAttempt.username == username).where(LoginAttempt.succeeded)
+    last_reset = session.exec(
+        select(LoginAttempt.at).where(LoginAttempt.username == username)
+        .where(or_(LoginAttempt.succeeded, LoginAttempt.outcome == UNLOCKED))
         .where(LoginAttempt.at > since).order_by(LoginAttempt.at.desc()).limit(1)
     ).first()
     failures = session.exec(
-        select(LoginAttempt.id).where(LoginAttempt.username == username)
-        .where(LoginAttempt.outcome.in_(("bad_password", "unknown_user", "inactive")))
-        .where(LoginAttempt.at > (last_success or since)).limit(MAX_FAILURES)
+        select(LoginAttempt.at).where(LoginAttempt.username == username)
+        .where(LoginAttempt.outcome.in_(FAILED_OUTCOMES))
+        .where(LoginAttempt.at > (last_reset or since)).order_by(LoginAttempt.at.desc()).limit(MAX_FAILURES)
     ).all()
-    return len(failures) >= MAX_FAILURES
+    if len(failures) < MAX_FAILURES:
+        return None
+    return as_aware_utc(failures[-1]) + LOCKOUT_WINDOW
+
+
+def unlock(session: Session, user: User, admin_id: int, at: datetime, remote_addr: str | None = None) -> bool:
+    """Clear the login lockout of `user` and audit it; return False, writing nothing, when it is not locked.
+
+    The "unlocked" LoginAttempt row ends the run of failures, so the next wrong password starts a new count.
+    """
+    if not is_locked(session, user.username, at):
+        return False
+    session.add(LoginAttempt(username=user.username, user_id=user.id, at=at, succeeded=False, outcome=UNLOCKED,
+                             remote_addr=(remote_addr or "")[:45] or None))
+    accounts.record_change(session, user, "unlocked", admin_id, at, remote_addr)
+    return True
 
 
 def landing_page(role: str) -> str:

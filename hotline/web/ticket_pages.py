@@ -1,5 +1,5 @@
-"""The ticket page (details, timeline, SLA clocks, rule trace, offers, 帮办 checklist, claim, status change)
-and new tickets."""
+"""The ticket page (details, timeline, SLA clocks, rule trace, offers, 帮办 checklist, related tickets and
+merging, claim, status change) and new tickets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
-from hotline import checklists, phones, tickets
+from hotline import checklists, merging, phones, tickets
 from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
 from hotline.models import Agency, ChecklistItem, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
@@ -27,6 +27,7 @@ from hotline.vocabulary import (
     FINAL_STATUSES,
     FLAGS,
     NEEDS,
+    OPEN_STATUSES,
     SOURCES,
     STATUSES,
     TRANSITIONS,
@@ -41,6 +42,8 @@ bp = Blueprint("web_tickets", __name__, url_prefix="/tickets")
 HAND_CHANNELS = ("walk_in", "phone")
 NOTE_MAX = 2000
 NAME_MAX = 64
+COMMITTEE_MAX = 64
+ADDRESS_MAX = 200
 
 
 def runtime():
@@ -124,6 +127,27 @@ def add_ticket_note(number: str):
     return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="note-heading"))
 
 
+@bp.post("/<number>/merge")
+@login_required
+def merge(number: str):
+    """Merge the ticket named in the form's `from` into this one; the form's reason is required."""
+    duplicate_number = (request.form.get("from") or "").strip()
+    reason = (request.form.get("reason") or "").strip()
+    try:
+        with runtime().transaction() as session:
+            survivor = _ticket_or_404(session, number)
+            duplicate = merging.find_ticket(session, duplicate_number, "from")
+            merging.merge(session, runtime(), survivor, duplicate, current_user.actor, reason, now())
+    except InputError as error:
+        return _render_ticket(number, merge_error=gettext(error.template, **error.params),
+                              merge_from=duplicate_number, merge_reason=reason,
+                              http_status=409 if error.status == 409 else 422)
+    log.info("Web tickets: %s merged %s into %s", current_user.username, duplicate_number, number)
+    flash(gettext("Ticket %(duplicate)s was merged into this ticket and cancelled.", duplicate=duplicate_number),
+          "success")
+    return redirect(url_for("web_tickets.ticket_page", number=number, _anchor="related-heading"))
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @login_required
 def new_ticket():
@@ -177,7 +201,9 @@ def _hand_ticket_fields(form, town_codes: set[str]) -> tuple[dict[str, Any], dic
         "channel": channel, "source": "resident", "category": category,
         "needs": [code for code in form.getlist("needs") if code in NEEDS],
         "flags": [code for code in form.getlist("flags") if code in FLAGS],
-        "town_code": town, "caller_name": (form.get("caller_name") or "").strip()[:NAME_MAX] or None,
+        "town_code": town, "committee": (form.get("committee") or "").strip()[:COMMITTEE_MAX] or None,
+        "address": (form.get("address") or "").strip()[:ADDRESS_MAX] or None,
+        "caller_name": (form.get("caller_name") or "").strip()[:NAME_MAX] or None,
         "caller_phone": phone.e164 if phone else None, "caller_phone_ext": phone.extension if phone else None,
         "note": (form.get("note") or "").strip()[:NOTE_MAX] or None,
     }
@@ -185,11 +211,14 @@ def _hand_ticket_fields(form, town_codes: set[str]) -> tuple[dict[str, Any], dic
 
 
 def _create_hand_ticket(fields: dict[str, Any]) -> str:
+    """Open the ticket and claim it for the staff member who opened it, who is serving the person already."""
+    at = now()
     with runtime().transaction() as session:
-        ticket = tickets.create_ticket(session, runtime(), now(), actor=current_user.actor, **fields)
+        ticket = tickets.create_ticket(session, runtime(), at, actor=current_user.actor, **fields)
         tickets.assign_numbers(session, runtime().settings.timezone)
+        tickets.claim(session, runtime(), ticket, current_user.id, current_user.actor, at)
         number = ticket.number
-    log.info("Web tickets: %s opened %s by hand (%s)", current_user.username, number, fields["channel"])
+    log.info("Web tickets: %s opened and claimed %s by hand (%s)", current_user.username, number, fields["channel"])
     return number
 
 
@@ -202,12 +231,14 @@ def _transition_message(error: tickets.TransitionError) -> str:
 
 
 def _render_ticket(number: str, status_error: str | None = None, reason: str = "", chosen: str = "",
-                   http_status: int = 200):
+                   http_status: int = 200, merge_error: str | None = None, merge_from: str = "",
+                   merge_reason: str = ""):
     language = current_language()
     with runtime().transaction() as session:
         ticket = _ticket_or_404(session, number)
         context = _ticket_context(session, ticket, language)
-    context.update(status_error=status_error, reason=reason, chosen=chosen, language=language)
+    context.update(status_error=status_error, reason=reason, chosen=chosen, language=language,
+                   merge_error=merge_error, merge_from=merge_from, merge_reason=merge_reason)
     return render_template("ticket.html", **context), http_status
 
 
@@ -248,7 +279,37 @@ def _ticket_context(session: Session, ticket: Ticket, language: str) -> dict[str
                     for code in TRANSITIONS.get(ticket.status, ())],
         "may_claim": ticket.assigned_to_id is None and ticket.status not in FINAL_STATUSES,
         **_checklist_context(session, ticket, users, agencies, tz, language),
+        **_related_context(session, ticket, at, tz, language),
         **dispatch_panel.panel_context(session, ticket, language),
+    }
+
+
+def _related_context(session: Session, ticket: Ticket, at, tz, language: str) -> dict[str, Any]:
+    """Build the related-tickets section: tickets of the same caller or death, and where this one went."""
+    merged_into = session.get(Ticket, ticket.merged_into_id) if ticket.merged_into_id else None
+    may_merge_here = ticket.status in OPEN_STATUSES and merged_into is None
+    return {
+        "related": [_related_row(row, may_merge_here, tz, language)
+                    for row in merging.related_tickets(session, ticket, at)],
+        "merged_into": merged_into.number if merged_into else "",
+    }
+
+
+def _related_row(row: merging.RelatedTicket, may_merge_here: bool, tz, language: str) -> dict[str, Any]:
+    matches = []
+    if row.same_phone:
+        matches.append(gettext("Same caller number"))
+    if row.same_death:
+        matches.append(gettext("Same time of death"))
+    if row.merged_here:
+        matches.append(gettext("Merged into this ticket"))
+    return {
+        "number": row.ticket.number,
+        "status": label(STATUSES, row.ticket.status, language),
+        "category": label(CATEGORIES, row.ticket.category, language),
+        "created": display.show_time(row.ticket.created_at, tz),
+        "matches": "、".join(matches),
+        "mergeable": may_merge_here and row.mergeable,
     }
 
 
@@ -330,29 +391,45 @@ def _offer_row(offer: Offer, agencies, at, tz, language: str) -> dict[str, Any]:
 
 
 def _event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[str, Any]:
-    if event.kind in checklists.EVENT_KINDS:
-        return _checklist_event_row(event, users, agencies, tz, language)
-    return {
-        "at": display.show_time(event.at, tz),
-        "kind": label(display.EVENT_KINDS, event.kind, language),
-        "actor": display.actor_text(event.actor, users, agencies, language),
-        "change": display.event_change(event.kind, event.from_value, event.to_value, event.data, users, tz,
-                                       language),
-        "reason": event.reason or "",
-    }
+    """Word an event for the timeline. An event copied from a merged ticket is worded as the original and
+    marked with the number it came from."""
+    kind, data = event.kind, event.data
+    origin = (data or {}).get("merged_from")
+    if kind == merging.COPIED:
+        kind, data = data.get("kind", kind), data.get("data")
+    if kind in checklists.EVENT_KINDS:
+        row = _checklist_event_row(event, kind, data, users, agencies, tz, language)
+    else:
+        row = {
+            "at": display.show_time(event.at, tz),
+            "kind": _event_kind_label(kind, language),
+            "actor": display.actor_text(event.actor, users, agencies, language),
+            "change": display.event_change(kind, event.from_value, event.to_value, data, users, tz, language),
+            "reason": event.reason or "",
+        }
+    if origin:
+        row["kind"] = gettext("%(kind)s (from %(number)s)", kind=row["kind"], number=origin)
+    return row
 
 
-def _checklist_event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[str, Any]:
+def _event_kind_label(kind: str, language: str) -> str:
+    if kind in merging.EVENT_KINDS:
+        return label(merging.EVENT_KINDS, kind, language)
+    return label(display.EVENT_KINDS, kind, language)
+
+
+def _checklist_event_row(event: TicketEvent, kind: str, data: dict[str, Any] | None, users, agencies, tz,
+                         language: str) -> dict[str, Any]:
     """Word a checklist event for the timeline: the item's title and its status change, in the page's language."""
-    data = event.data or {}
-    if event.kind == "checklist_item":
+    data = data or {}
+    if kind == "checklist_item":
         change = f"{data.get('title', '')} · {label(checklists.STATUSES, event.from_value or '', language)} → " \
                  f"{label(checklists.STATUSES, event.to_value or '', language)}"
     else:
         change = gettext("%(count)s items", count=len(data.get("items") or []))
     return {
         "at": display.show_time(event.at, tz),
-        "kind": label(checklists.EVENT_KINDS, event.kind, language),
+        "kind": label(checklists.EVENT_KINDS, kind, language),
         "actor": display.actor_text(event.actor, users, agencies, language),
         "change": change,
         "reason": event.reason or "",

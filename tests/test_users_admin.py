@@ -1,0 +1,277 @@
+"""Account administration: `hotline users list/unlock/deactivate/activate/reset-password` and the admins'
+page /admin/users, with the lockout they clear and the audit rows they write."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+import time_machine
+from click.testing import CliRunner
+from sqlmodel import select
+from web_helpers import PASSWORD, csrf_token, log_in
+
+from hotline.cli import main
+from hotline.models import LoginAttempt, User, UserChange
+
+MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
+
+
+def _cli(settings, *args: str):
+    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir)}
+    return CliRunner().invoke(main, ["users", *args], env=env)
+
+
+def _user(runtime, username) -> User:
+    with runtime.transaction() as session:
+        return session.exec(select(User).where(User.username == username)).one()
+
+
+def _changes(runtime, username) -> list[tuple[str, str, str | None]]:
+    with runtime.transaction() as session:
+        user = session.exec(select(User).where(User.username == username)).one()
+        rows = session.exec(select(UserChange).where(UserChange.user_id == user.id).order_by(UserChange.id)).all()
+        return [(row.action, row.actor, row.remote_addr) for row in rows]
+
+
+def _lock_out(client, username="operator"):
+    for _ in range(5):
+        assert log_in(client, username, "wrong-password").status_code == 401
+    assert log_in(client, username).status_code == 401, "the right password is refused while locked out"
+
+
+def _row(page: str, username: str) -> str:
+    match = re.search(rf'<tr data-username="{username}"[^>]*>(.*?)</tr>', page, re.S)
+    assert match, f"no row for {username}"
+    return match.group(1)
+
+
+@pytest.fixture
+def admin(app, seeded):
+    client = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(client, "admin").status_code == 302
+    return client
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_list_shows_state(app, runtime, settings, seeded):
+    client = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(client, "supervisor").status_code == 302
+        _lock_out(app.test_client())
+        result = _cli(settings, "list")
+
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert result.output.splitlines()[0].split() == ["USERNAME", "NAME", "ROLE", "ACTIVE", "LOCKED", "UNTIL",
+                                                     "LAST", "LOGIN"]
+    assert "2026-12-07 09:15" in lines["operator"], "locked for 15 minutes after the fifth failure"
+    assert "2026-12-07 09:00" in lines["supervisor"], "last login"
+    assert lines["admin"].split()[-2:] == ["-", "-"], "never locked out, never logged in"
+    assert "yes" in lines["operator"]
+
+
+def test_cli_unlock_clears_lockout(app, runtime, settings, seeded):
+    client = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        _lock_out(client)
+        result = _cli(settings, "unlock", "operator", "--by", "admin")
+        again = _cli(settings, "unlock", "operator", "--by", "admin")
+        login = log_in(client, "operator")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "unlocked operator"
+    assert again.output.strip() == "operator was not locked out"
+    assert login.status_code == 302, "the lockout no longer applies"
+    admin_id = _user(runtime, "admin").id
+    assert _changes(runtime, "operator") == [("unlocked", f"user:{admin_id}", None)]
+    with runtime.transaction() as session:
+        outcomes = [row.outcome for row in session.exec(select(LoginAttempt).order_by(LoginAttempt.id)).all()]
+    assert outcomes[-2:] == ["unlocked", "ok"]
+
+
+def test_unlock_then_five_failures_lock_again(app, runtime, settings, seeded):
+    client = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False) as traveller:
+        _lock_out(client)
+        traveller.shift(timedelta(minutes=1))
+        assert _cli(settings, "unlock", "operator", "--by", "admin").exit_code == 0
+        for _ in range(4):
+            log_in(client, "operator", "wrong-password")
+        fourth = log_in(client, "operator")
+        assert fourth.status_code == 302, "four new failures do not lock"
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+        traveller.shift(timedelta(minutes=1))
+        for _ in range(5):
+            log_in(client, "operator", "wrong-password")
+        locked = log_in(client, "operator")
+
+    assert locked.status_code == 401
+
+
+def test_cli_needs_an_active_admin(runtime, settings, seeded):
+    missing = _cli(settings, "unlock", "operator")
+    by_operator = _cli(settings, "deactivate", "supervisor", "--by", "operator")
+    unknown = _cli(settings, "activate", "nobody", "--by", "admin")
+
+    assert missing.exit_code == 2
+    assert "--by" in missing.output
+    assert by_operator.exit_code == 1
+    assert "operator is not an active admin" in by_operator.output
+    assert unknown.exit_code == 1
+    assert "user 'nobody' not found" in unknown.output
+    assert _user(runtime, "supervisor").active is True
+    assert _changes(runtime, "supervisor") == []
+
+
+def test_cli_deactivate_and_activate(app, runtime, settings, seeded):
+    client = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(client, "operator").status_code == 302
+        deactivated = _cli(settings, "deactivate", "operator", "--by", "admin")
+        session_after = client.get("/")
+        refused = log_in(app.test_client(), "operator")
+        twice = _cli(settings, "deactivate", "operator", "--by", "admin")
+        activated = _cli(settings, "activate", "operator", "--by", "admin")
+        allowed = log_in(app.test_client(), "operator")
+
+    assert deactivated.exit_code == 0, deactivated.output
+    assert "deactivated operator" in deactivated.output
+    assert "1 live API token(s)" in deactivated.output, "the operator's token still works"
+    assert session_after.status_code == 302
+    assert session_after.location.startswith("/login"), "the open session ended"
+    assert refused.status_code == 401
+    assert twice.output.splitlines()[0] == "operator was already inactive"
+    assert activated.output.strip() == "activated operator"
+    assert allowed.status_code == 302
+    admin_id = _user(runtime, "admin").id
+    assert _changes(runtime, "operator") == [("deactivated", f"user:{admin_id}", None),
+                                             ("activated", f"user:{admin_id}", None)]
+
+
+def test_cli_admin_cannot_deactivate_self(runtime, settings, seeded):
+    result = _cli(settings, "deactivate", "admin", "--by", "admin")
+
+    assert result.exit_code == 1
+    assert "You cannot deactivate your own account." in result.output
+    assert _user(runtime, "admin").active is True
+
+
+def test_cli_reset_password_prints_it_once(app, runtime, settings, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        result = _cli(settings, "reset-password", "operator", "--by", "admin")
+        password = result.output.strip().rsplit(": ", 1)[1]
+        old = log_in(app.test_client(), "operator", PASSWORD)
+        new = log_in(app.test_client(), "operator", password)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("new password for operator (shown only now): ")
+    assert len(password) >= 16
+    assert old.status_code == 401
+    assert new.status_code == 302
+    assert password not in _user(runtime, "operator").password_hash
+    assert [action for action, _actor, _addr in _changes(runtime, "operator")] == ["password_reset"]
+
+
+# --- the admin page --------------------------------------------------------------------------------
+
+
+def test_admin_page_lists_accounts(admin, app, runtime, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        _lock_out(app.test_client())
+        page = admin.get("/admin/users").get_data(as_text=True)
+
+    operator = _row(page, "operator")
+    assert "话务员 王丽" in operator
+    assert "话务员" in operator
+    assert "在用" in operator
+    assert "2026-12-07 09:15" in operator, "locked out until"
+    assert "解除锁定" in operator
+    assert "停用" in operator
+    assert "2026-12-07 09:00" in _row(page, "admin"), "the admin's own last login"
+    assert "停用</button>" not in _row(page, "admin"), "no button to deactivate oneself"
+    assert "从未登录" in _row(page, "supervisor")
+
+
+def test_admin_page_unlocks_and_deactivates(admin, app, runtime, seeded):
+    operator_id = _user(runtime, "operator").id
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        _lock_out(app.test_client())
+        token = csrf_token(admin, "/admin/users")
+        unlocked = admin.post(f"/admin/users/{operator_id}/unlock", data={"csrf_token": token})
+        unlocked_page = admin.get(unlocked.location).get_data(as_text=True)
+        login = log_in(app.test_client(), "operator")
+        deactivated = admin.post(f"/admin/users/{operator_id}/deactivate", data={"csrf_token": token})
+        deactivated_page = admin.get(deactivated.location).get_data(as_text=True)
+        activated = admin.post(f"/admin/users/{operator_id}/activate", data={"csrf_token": token})
+
+    assert unlocked.status_code == 302
+    assert "已解除 operator 的登录锁定。" in unlocked_page
+    assert login.status_code == 302
+    assert "operator 已停用，不能再登录。" in deactivated_page
+    assert "仍有 1 个有效的 API 令牌" in deactivated_page
+    assert "已停用" in _row(deactivated_page, "operator")
+    assert activated.status_code == 302
+    assert _user(runtime, "operator").active is True
+    admin_id = _user(runtime, "admin").id
+    assert _changes(runtime, "operator") == [("unlocked", f"user:{admin_id}", "127.0.0.1"),
+                                             ("deactivated", f"user:{admin_id}", "127.0.0.1"),
+                                             ("activated", f"user:{admin_id}", "127.0.0.1")]
+
+
+def test_admin_page_refuses_own_deactivation(admin, runtime, seeded):
+    admin_id = _user(runtime, "admin").id
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        response = admin.post(f"/admin/users/{admin_id}/deactivate",
+                              data={"csrf_token": csrf_token(admin, "/admin/users")})
+        page = admin.get(response.location).get_data(as_text=True)
+
+    assert "不能停用自己的账户。" in page
+    assert _user(runtime, "admin").active is True
+    assert _changes(runtime, "admin") == []
+
+
+def test_admin_page_for_admins_only(app, client, runtime, seeded):
+    operator_id = _user(runtime, "operator").id
+    anonymous = client.get("/admin/users")
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        for username in ("operator", "supervisor"):
+            staff = app.test_client()
+            log_in(staff, username)
+            token = csrf_token(staff, "/")
+            assert staff.get("/admin/users").status_code == 403, username
+            assert staff.post(f"/admin/users/{operator_id}/deactivate",
+                              data={"csrf_token": token}).status_code == 403, username
+
+    assert anonymous.status_code == 302
+    assert anonymous.location.startswith("/login")
+    assert _user(runtime, "operator").active is True
+
+
+def test_admin_page_forms_need_csrf(admin, runtime, seeded):
+    operator_id = _user(runtime, "operator").id
+
+    response = admin.post(f"/admin/users/{operator_id}/deactivate")
+
+    assert response.status_code == 400
+    assert _user(runtime, "operator").active is True
+
+
+def test_admin_page_unknown_user_404(admin, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        response = admin.post("/admin/users/99999/unlock", data={"csrf_token": csrf_token(admin, "/admin/users")})
+
+    assert response.status_code == 404
+
+
+def test_login_records_name_the_unlock(admin, app, runtime, settings, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        _lock_out(app.test_client())
+        assert _cli(settings, "unlock", "operator", "--by", "admin").exit_code == 0
+        page = admin.get("/audit/logins").get_data(as_text=True)
+
+    assert "管理员解除锁定" in page
