@@ -42,7 +42,9 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
             ApplicationLimit(settings.rate_limit_per_token, key_function=token_key, exempt_when=has_no_token,
                              scope="public-token"),
         ],
-        headers_enabled=True,
+        # Off, because Flask-Limiter would then send Retry-After on every response, successful ones too;
+        # the 429 response sets its own Retry-After.
+        headers_enabled=False,
         key_prefix="hotline-ratelimit",
         swallow_errors=True,
         on_breach=breach_response,

@@ -14,8 +14,8 @@ from sqlmodel import Session, select
 
 from hotline import checklists, referrers, webhooks
 from hotline.events import record_event
-from hotline.models import Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
-from hotline.outbox import schedule_job
+from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
+from hotline.outbox import add_message, schedule_job
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
 from hotline.towns import find_town
@@ -281,6 +281,11 @@ def _withdraw_pending_offers(session: Session, ticket: Ticket, actor: str, now: 
         session.add(offer)
         record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason="话务员已接手或工单已结束",
                      data={"offer_id": offer.id, "attempt": offer.attempt})
+        agency = session.get(Agency, offer.agency_id)
+        add_message(session, "sms", agency.contact_phone,
+                    f"【59200496】派单 {offer.code}（工单 {ticket.number}）已撤销，无需再处理。"
+                    "原因：话务员已接手或工单已结束。",
+                    idempotency_key=f"offer:{offer.id}:cancelled", ticket_id=ticket.id)
     if offers:
         # The agency's acceptance clock has nothing left to measure.
         for clock in session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id)

@@ -146,7 +146,7 @@ def test_ineligible_choice_falls_to_rotation(runtime, seeded):
     [(offer, name)] = _offers(runtime, ticket_id)
     assert name == LIANTANG_AGENCY
     assert offer.target_id == "pilot-agencies"
-    assert "chosen-agency: nobody_eligible" in offer.reason
+    assert "此前跳过：家属指定的代理机构（符合条件时优先）——无符合条件的机构" in offer.reason
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
@@ -268,6 +268,21 @@ def test_operator_cancels_then_dispatches_by_hand(client, runtime, seeded):
         told = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"offer:{first.id}:cancelled")
                             ).one()
     assert "已撤销" in told.body
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_offer_by_hand_names_rules_set_aside(client, runtime, seeded):
+    ticket_id, number = _ticket(runtime)
+    headers = _staff(seeded["operator"])
+    client.post(f"/api/v1/tickets/{number}/offers/1/cancel", json={"reason": "家属另有安排"}, headers=headers)
+
+    response = client.post(f"/api/v1/tickets/{number}/offers",
+                           json={"agency_id": _agency_id(runtime, "青浦安泰殡葬服务有限公司"), "reason": "家属指定"},
+                           headers=headers)
+
+    assert response.status_code == 201
+    offer = _offers(runtime, ticket_id)[-1][0]
+    assert offer.reason == "人工派单：家属指定（话务员指定，未按常规：不在该机构服务街镇内）"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

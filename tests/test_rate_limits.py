@@ -39,6 +39,7 @@ def test_token_limit_answers_429(runtime, seeded):
 
     assert statuses == [404, 404, 404]
     assert limited.status_code == 429
+    assert "Retry-After" not in other_token.headers, "only a 429 asks the client to wait"
     assert limited.get_json()["error"]["code"] == "rate_limited"
     assert limited.get_json()["error"]["message"].startswith("Too many requests")
     assert 59 <= int(limited.headers["Retry-After"]) <= 61, "the window opened by the first request lasts a minute"

@@ -140,6 +140,7 @@ def test_transitions_follow_status_machine(client, seeded):
     missing_reason = _post(client, seeded["operator"], path, {"to": "waiting"})
     assert missing_reason.status_code == 422
     assert missing_reason.get_json()["error"]["field"] == "reason"
+    assert "等待回复" in missing_reason.get_json()["error"]["message"], "the status is named, not its code"
     assert _post(client, seeded["operator"], path, {"to": "waiting", "reason": "等待家属提供证明"}).status_code == 200
     resolved = _post(client, seeded["operator"], path, {"to": "resolved"})
     assert resolved.status_code == 200

@@ -190,7 +190,7 @@ def test_timeline_names_fields_of_changed_resend(operator, seeded):
     page = operator.get(f"/tickets/{number}").get_data(as_text=True)
 
     assert "转介重发，内容有变" in page
-    assert "居民电话" in page
+    assert "居民电话：13912345678" in page, "the operator sees the corrected value"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

@@ -147,6 +147,14 @@ def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+def _inline_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+REASON = {"type": "string", "minLength": 1, "maxLength": 300}
+
+
 def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
     if description:
@@ -227,6 +235,31 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Change a ticket's status", "tags": ["tickets"], "security": BEARER,
         "requestBody": _body("Transition"),
         "responses": {"200": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
+    },
+    ("POST", "/api/v1/tickets/<number>/offers"): {
+        "summary": "Offer an agency-service ticket to an agency chosen by hand", "tags": ["dispatch"],
+        "security": BEARER,
+        "requestBody": _inline_body({"agency_id": {"type": "integer"}, "reason": REASON}, ["agency_id", "reason"]),
+        "responses": {"201": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
+    },
+    ("POST", "/api/v1/tickets/<number>/offers/<int:attempt>/cancel"): {
+        "summary": "Withdraw a pending or accepted offer; the ticket goes to in_progress", "tags": ["dispatch"],
+        "security": BEARER, "requestBody": _inline_body({"reason": REASON}, ["reason"]),
+        "responses": {"200": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
+    },
+    ("POST", "/api/v1/tickets/<number>/redispatch"): {
+        "summary": "Withdraw any pending offer and dispatch again through the targets", "tags": ["dispatch"],
+        "security": BEARER,
+        "requestBody": _inline_body({"reason": REASON, "include_tried": {"type": "boolean", "default": False}},
+                                    ["reason"]),
+        "responses": {"200": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
+    },
+    ("GET", "/api/v1/agencies/fairness"): {
+        "summary": "Offers, outcomes and acceptance times per agency over whole local days", "tags": ["agencies"],
+        "security": BEARER,
+        "parameters": [_query("since", {"type": "string", "pattern": "^[1-9][0-9]{0,2}d$", "default": "30d"},
+                              "Number of days up to and including today, such as 30d (1–366).")],
+        "responses": {"200": _json_response("The fairness report.", {"type": "object"}), **_errors(422)},
     },
     ("GET", "/api/v1/sla/overdue"): {
         "summary": "Open tickets with a breached SLA clock, the longest overdue first", "tags": ["sla"],

@@ -146,7 +146,10 @@ def transition_ticket(number: str):
             tickets.transition(session, runtime(), ticket, to_status, g.caller.actor, reason, now())
         except tickets.TransitionError as error:
             status = 409 if error.code == "invalid_transition" else 422
-            raise ApiError(status, error.code, error.template, field=error.field, **error.params) from None
+            # Status codes in the message are worded in the caller's language, as on the ticket page.
+            params = {key: label(STATUSES, value, current_language()) if key.endswith("status") else value
+                      for key, value in error.params.items()}
+            raise ApiError(status, error.code, error.template, field=error.field, **params) from None
         return jsonify(ticket_detail(session, ticket, g.caller.may_see_phones, current_language()))
 
 

@@ -47,10 +47,10 @@ def dispatch_by_hand(session: Session, runtime, ticket: Ticket, agency_id: int, 
         raise TransitionError(N_("Ticket %(number)s already has a live offer (code %(offer_code)s); cancel it first."),
                               code="offer_live", field="agency_id", number=ticket.number, offer_code=live[0].code)
 
-    jobs = registry.active_jobs_by_agency(session).get(agency.id, 0)
     text = f"人工派单：{reason}"
-    if jobs >= agency.capacity:
-        text += f"（在岗任务 {jobs}/{agency.capacity}，已超出满额，经话务员确认）"
+    overridden = _rules_set_aside(session, runtime, ticket, agency)
+    if overridden:
+        text += f"（话务员指定，未按常规：{'，'.join(overridden)}）"
     attempt = _attempts(session, ticket) + 1
     timeout = runtime.component("dispatch").offer_timeout_seconds
     return make_offer(session, runtime, ticket, agency, attempt, now, target_id=MANUAL, timeout_seconds=timeout,
@@ -109,6 +109,23 @@ def redispatch(session: Session, runtime, ticket: Ticket, actor: str, reason: st
     exclude = set() if include_tried else {offer.agency_id for offer in offers}
     log.info("Dispatch: ticket %s dispatched again by %s (include_tried=%s)", ticket.number, actor, include_tried)
     return offer_to_next_target(session, runtime, ticket, len(offers) + 1, exclude, now)
+
+
+def _rules_set_aside(session: Session, runtime, ticket: Ticket, agency: Agency) -> list[str]:
+    """Word each dispatch rule that an offer by hand to `agency` sets aside, for the offer's reason."""
+    needed = set(ticket.needs or []) & runtime.component("dispatch").on_site_needs
+    jobs = registry.active_jobs_by_agency(session).get(agency.id, 0)
+    tried = session.exec(select(Offer.id).where(Offer.ticket_id == ticket.id, Offer.agency_id == agency.id)).first()
+    set_aside = []
+    if not registry.serves_town(agency, ticket.town_code):
+        set_aside.append("不在该机构服务街镇内")
+    if not needed <= set(agency.services or []):
+        set_aside.append("该机构不提供所需服务")
+    if jobs >= agency.capacity:
+        set_aside.append(f"在岗任务 {jobs}/{agency.capacity} 已满额")
+    if tried is not None:
+        set_aside.append("此前已派过此单")
+    return set_aside
 
 
 def _cancel(session: Session, ticket: Ticket, offer: Offer, actor: str, reason: str, now: datetime) -> None:

@@ -107,9 +107,9 @@ def _target_reason(choice: targets.Choice) -> str:
     candidate, target = choice.candidate, choice.target
     agency = candidate.agency
     reason = (f"{target.description}：{agency.name}，在岗任务 {candidate.active_jobs}/{agency.capacity}，"
-              f"按轮转顺序排第一（目标 {target.id}）")
+              f"按轮转顺序排第一")
     if choice.skipped:
-        reason += f"；跳过 {'、'.join(choice.skipped)}"
+        reason += f"；此前跳过：{'；'.join(choice.skipped)}"
     return reason
 
 
@@ -123,10 +123,10 @@ def make_offer(session: Session, runtime, ticket: Ticket, agency: Agency, attemp
 
     agency.last_offered_at = now
     session.add(agency)
-    if "dispatch_escalated" in (ticket.tags or []):
+    if "dispatch_escalated" in (ticket.tags or []) and actor == "dispatch":
         add_message(session, SUPERVISOR, "on_duty",
                     f"【59200496】工单 {ticket.number} 已自动派给 {agency.name}（派单码 {offer.code}），"
-                    f"如已人工安排，请联系该机构取消。",
+                    f"如已人工安排，请在工单页面撤回此派单。",
                     idempotency_key=f"dispatch-after-escalation:{offer.id}", ticket_id=ticket.id)
     ticket.tags = [tag for tag in ticket.tags or [] if tag not in HOLD_TAGS]
     set_status(session, runtime, ticket, "dispatching", actor, "派单给代理机构", now)
@@ -134,7 +134,7 @@ def make_offer(session: Session, runtime, ticket: Ticket, agency: Agency, attemp
     record_event(session, ticket, "offer_sent", actor=actor, to_value=agency.name,
                  reason=reason, at=now,
                  data={"offer_id": offer.id, "agency_id": agency.id, "attempt": attempt, "code": offer.code,
-                       "target": target_id})
+                       "dispatch_target": target_id})
     add_message(session, "sms", agency.contact_phone, offer_sms(session, runtime, ticket, offer),
                 idempotency_key=f"offer:{offer.id}:sms", ticket_id=ticket.id)
     log.info("Dispatch: ticket %s attempt %s offered to agency %s under %s (offer %s, code %s)", ticket.number,
@@ -156,9 +156,13 @@ def _hold(session: Session, runtime, ticket: Ticket, target, now: datetime) -> N
 
 def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: datetime) -> None:
     key = f"dispatch-escalation:{ticket.id}:{attempt}"
-    tried = f"已派 {attempt - 1} 家未接单，" if attempt > 1 else ""
+    unanswered = session.exec(select(Offer.id).where(Offer.ticket_id == ticket.id)
+                              .where(Offer.state.in_(("declined", "timed_out")))).all()
+    tried = f"已有 {len(unanswered)} 家拒单或超时未应答，" if unanswered else ""
+    # Agencies that declined or let an offer time out are not offered the ticket again automatically,
+    # so the notice promises automatic dispatch only for agencies that have not been offered it.
     body = (f"【59200496】工单 {ticket.number} 暂无可接单的代理机构（{tried}其余已满额或不符合条件），"
-            f"请值班主管人工安排；有机构空出时系统会自动派单并另行通知。")
+            f"请值班主管在工单页面人工派单；未派过此单的机构空出时，系统会自动派单并另行通知。")
     if add_message(session, SUPERVISOR, "on_duty", body, idempotency_key=key, ticket_id=ticket.id) is None:
         return
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
@@ -414,4 +418,5 @@ def _new_code(session: Session) -> str:
 
 
 def _state_text(state: str) -> str:
-    return {"accepted": "已接单", "declined": "已拒绝", "timed_out": "已超时", "cancelled": "已撤销"}.get(state, state)
+    return {"pending": "待应答", "accepted": "已接单", "declined": "已拒绝", "timed_out": "已超时",
+            "cancelled": "已撤销"}.get(state, state)

@@ -32,13 +32,13 @@ def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_fact
            today: date, exclude: set[int]) -> Choice:
     """Return the first target with a free eligible agency, the first target that holds, or neither.
 
-    `skipped` lists "target-id: reason" for every target passed over, for the offer's reason text.
+    `skipped` words every target passed over and why, in Chinese, for the offer's reason text.
     """
     needed = set(ticket.needs or []) & config.on_site_needs
     skipped = []
     for target in config.targets:
         if not target.applies_to(ticket_facts):
-            skipped.append(f"{target.id}: not_applicable")
+            skipped.append(f"{target.description}——不适用于本工单")
             continue
 
         matching = [candidate for candidate in registry.eligible(session, ticket, target.kinds, needed, today,
@@ -49,7 +49,7 @@ def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_fact
             return Choice(target, free[0], tuple(skipped))
         if matching and "all_at_capacity" not in target.skip_if:
             return Choice(target, None, tuple(skipped))
-        skipped.append(f"{target.id}: {'all_at_capacity' if matching else 'nobody_eligible'}")
+        skipped.append(f"{target.description}——{'均已满额' if matching else '无符合条件的机构'}")
     return Choice(None, None, tuple(skipped))
 
 

@@ -46,6 +46,8 @@ EVENT_KINDS = {
     "sla_warning": ("时限预警", "SLA warning"),
     "sla_provisional_reviewed": ("临时时限复核", "Provisional deadline reviewed"),
     "referral_resent": ("转介重发，内容有变", "Referral resent with changes"),
+    "redispatch": ("重新派单", "Dispatched again"),
+    "dispatch_held": ("等待机构空出", "Waiting for a free agency"),
 }
 # Referral body fields named in a "referral_resent" event; other paths are shown as they are.
 REFERRAL_FIELDS = {
@@ -159,7 +161,7 @@ def event_change(kind: str, from_value: str | None, to_value: str | None, data: 
         to_value = label(codes, to_value, language) if to_value else to_value
     from_value, to_value = _instant_text(from_value, tz), _instant_text(to_value, tz)
     if kind == "referral_resent" and to_value:
-        to_value = "、".join(label(REFERRAL_FIELDS, path, language) for path in to_value.split(", "))
+        to_value = _resent_changes(to_value.split(", "), (data or {}).get("payload") or {}, language)
     if kind == "claimed" and to_value and to_value.isdigit():
         to_value = users.get(int(to_value), to_value)
     parts = []
@@ -171,6 +173,20 @@ def event_change(kind: str, from_value: str | None, to_value: str | None, data: 
     elif from_value or to_value:
         parts.append(from_value or to_value)
     return " · ".join(parts)
+
+
+def _resent_changes(paths: list[str], payload: Mapping[str, Any], language: str) -> str:
+    """Name each changed field with its new value, such as "居民电话：13912345678、备注：改为上午来电"."""
+    parts = []
+    for path in paths:
+        value: Any = payload
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, list):
+            value = "、".join(str(item) for item in value)
+        shown = "" if value in (None, "") else f"：{value}"
+        parts.append(label(REFERRAL_FIELDS, path, language) + shown)
+    return "、".join(parts)
 
 
 def _instant_text(value: str | None, tz) -> str | None:
