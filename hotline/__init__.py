@@ -24,6 +24,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.runtime import build_runtime, install
     from hotline.web import auth, dashboard, dispatch_panel, exports, offers, portal, queue, ticket_pages, users_admin
     from hotline.web import kb as kb_pages
+    from hotline.web import tokens_admin
 
     runtime = install(runtime or build_runtime())
     settings = runtime.settings
@@ -55,6 +56,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     for blueprint in (checklist_api.bp, kb_api.bp, kb_pages.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(portal.bp)
+    app.register_blueprint(tokens_admin.bp)
     app.register_blueprint(dispatch_api.bp)
     app.register_blueprint(dispatch_panel.bp)
     for blueprint in (platform_api.bp, open311.bp, openapi.bp):

@@ -1,4 +1,5 @@
-"""A community worker on a phone-sized screen (375x667): log in, send a referral, find it in the list.
+"""A community worker on a phone-sized screen (375x667): log in, send a referral, find it in the list, and
+search the knowledge base.
 
 The browser, the live server and the page fixture are those of test_browser_operator.py.
 """
@@ -14,9 +15,11 @@ from test_browser_operator import ARTIFACTS, live_server, page  # noqa: F401  (f
 from web_helpers import PASSWORD
 from werkzeug.security import generate_password_hash
 
+from hotline import seed
 from hotline.models import Referral, Ticket, User
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
+SEA_BURIAL = "海葬预约与补贴"
 PHONE = {"width": 375, "height": 667}
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
@@ -77,3 +80,43 @@ def test_community_worker_sends_referral_on_phone(page, runtime, community_worke
         assert "代理服务" in card.inner_text()
         assert _overflow(page) <= 0
         page.screenshot(path=str(ARTIFACTS / "portal-referrals.png"), full_page=True)
+
+
+def test_community_worker_searches_kb_on_phone(page, runtime, community_worker):  # noqa: F811
+    with runtime.transaction() as session:
+        seed.seed_kb_articles(session)
+    page.set_viewport_size(PHONE)
+    with time_machine.travel(MONDAY_MORNING, tick=True):
+        page.goto("/login")
+        page.get_by_label("用户名").fill("li.fang")
+        page.get_by_label("密码").fill(PASSWORD)
+        page.get_by_role("button", name="登录").click()
+        page.wait_for_url("**/portal/referrals")
+
+        page.get_by_role("link", name="便民服务信息").click()
+        page.get_by_role("heading", name="便民服务信息").wait_for()
+        assert page.locator("li.kb-article").count() > 10, "without a query every published article is listed"
+        assert _overflow(page) <= 0
+
+        page.get_by_label("搜索文章").fill("海葬补贴")
+        page.get_by_role("button", name="搜索").click()
+        page.wait_for_url("**/portal/kb?q=*")
+        first = page.locator("li.kb-article").first
+        assert SEA_BURIAL in first.inner_text()
+        assert "生态葬" in first.inner_text()
+        assert "核实于 2026-12-04" in first.inner_text()
+        assert page.get_by_label("搜索文章").input_value() == "海葬补贴"
+        assert _overflow(page) <= 0
+        page.screenshot(path=str(ARTIFACTS / "portal-kb-search.png"), full_page=True)
+
+        first.get_by_role("link", name=SEA_BURIAL).click()
+        page.get_by_role("heading", name=SEA_BURIAL).wait_for()
+        sources = page.locator(".kb-sources a")
+        assert sources.count() == 4
+        assert all(sources.nth(index).get_attribute("href").startswith("http") for index in range(4))
+        assert _overflow(page) <= 0
+        page.screenshot(path=str(ARTIFACTS / "portal-kb-article.png"), full_page=True)
+
+        page.get_by_role("link", name="返回搜索结果").click()
+        page.wait_for_url("**/portal/kb?q=*")
+        assert SEA_BURIAL in page.locator("li.kb-article").first.inner_text()

@@ -5,6 +5,8 @@ A referrer logs in on the staff login page and may open only the portal, because
 The form mirrors the body of POST /api/v1/referrals and files it through the same intake function, under
 the account's source, with the account's name, phone and committee as the referrer. Its external id
 comes from a token in the form, so submitting the same form twice files one ticket.
+Referrers also search the knowledge base (portal_kb) and keep the 帮办 checklist of their assisted
+applications (portal_checklist).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from flask_login import current_user
 from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
-from hotline import intake
+from hotline import checklists, intake
 from hotline.api.idempotency import run_idempotent
 from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
-from hotline.models import SlaClock, Ticket, User
+from hotline.models import ChecklistItem, SlaClock, Ticket, User
 from hotline.referrers import (
     FORM_TOKEN,
     REFERRER_ROLES,
@@ -140,10 +142,12 @@ def my_referrals():
         agencies = accepted_agencies(session, ticket_ids)
         clocks = _clocks(session, ticket_ids)
         towns = town_names(session)
+        checklist_counts = _checklist_counts(session, ticket_ids)
 
     tz = runtime().settings.timezone
-    rows = [_row(referral, ticket, notes.get(ticket.id), agencies.get(ticket.id), clocks.get(ticket.id, []),
-                 towns, at, tz, language) for referral, ticket in pairs]
+    rows = [{**_row(referral, ticket, notes.get(ticket.id), agencies.get(ticket.id), clocks.get(ticket.id, []),
+                    towns, at, tz, language),
+             "checklist": _checklist_link(ticket, checklist_counts.get(ticket.id))} for referral, ticket in pairs]
     return render_template("portal_referrals.html", rows=rows, limit=LIST_LIMIT, language=language)
 
 
@@ -267,6 +271,27 @@ def _clocks(session: Session, ticket_ids: list[int]) -> dict[int, list[SlaClock]
     return grouped
 
 
+def _checklist_counts(session: Session, ticket_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Return (open items, all items) of each ticket that has a checklist."""
+    counts: dict[int, tuple[int, int]] = {}
+    if not ticket_ids:
+        return counts
+    for ticket_id, status in session.exec(select(ChecklistItem.ticket_id, ChecklistItem.status)
+                                          .where(ChecklistItem.ticket_id.in_(ticket_ids))).all():
+        still_open, total = counts.get(ticket_id, (0, 0))
+        counts[ticket_id] = (still_open + (status in checklists.OPEN_STATUSES), total + 1)
+    return counts
+
+
+def _checklist_link(ticket: Ticket, counts: tuple[int, int] | None) -> dict[str, Any] | None:
+    """Link an assisted application to its checklist page, with how many items are still open."""
+    if ticket.category != checklists.CATEGORY or counts is None:
+        return None
+    still_open, total = counts
+    return {"url": url_for("web_portal.referral_checklist", number=ticket.number), "open": still_open,
+            "total": total}
+
+
 def referral_sla_state(ticket: Ticket, clocks: list[SlaClock], at: datetime) -> str:
     """Judge a referral's time limit: on_time, at_risk, overdue or none (no clock).
 
@@ -304,3 +329,8 @@ def _row(referral, ticket: Ticket, note, agency: str | None, clocks: list[SlaClo
         "sla": label(SLA_WORDS, sla, language),
         "countdown": display.countdown_text(ticket.due_at, at, language) if sla == "at_risk" else "",
     }
+
+
+# The knowledge base and the checklist are pages of this blueprint, kept in their own modules. Importing
+# them here registers their routes whenever the portal is imported.
+from hotline.web import portal_checklist, portal_kb  # noqa: E402, F401
