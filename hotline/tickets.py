@@ -255,6 +255,9 @@ def set_status(session: Session, runtime, ticket: Ticket, to_status: str, actor:
     session.add(ticket)
     record_event(session, ticket, "status", actor=actor, from_value=from_status, to_value=to_status,
                  reason=reason, at=now)
+    if (from_status, to_status) == REOPEN:
+        ticket.resolved_at = None
+        sla_clocks.ticket_reopened(session, runtime, ticket, now)
     referrers.notify_status_change(session, ticket, to_status)
     webhooks.queue_status_change(session, ticket, from_status, to_status, now)
     sla_clocks.refresh_ticket_due(session, ticket)

@@ -311,6 +311,34 @@ def test_follow_up_resolution_to_close(runtime):
     assert (follow_up.state, follow_up.met_at, follow_up.breached_at) == ("met", closed, None)
 
 
+def test_reopened_ticket_gets_new_resolution_clock(runtime):
+    started = at("2026-03-09T09:00:00+08:00")
+    with runtime.transaction() as session:
+        ticket = tickets.create_ticket(session, runtime, started, actor="test", channel="phone", source="resident",
+                                       category="complaint")
+        ticket_id = ticket.id
+    with runtime.transaction() as session:
+        tickets.transition(session, runtime, session.get(Ticket, ticket_id), "resolved", "op1", None,
+                           at("2026-03-10T10:00:00+08:00"))
+    first_due = clock_of(runtime, ticket_id, "resolution").due_at
+
+    reopened = at("2026-03-11T10:00:00+08:00")
+    with runtime.transaction() as session:
+        tickets.transition(session, runtime, session.get(Ticket, ticket_id), "in_progress", "op1", "家属再次来电",
+                           reopened)
+
+    resolution = clock_of(runtime, ticket_id, "resolution")
+    assert (resolution.state, resolution.started_at, resolution.met_at) == ("running", reopened, None)
+    assert resolution.due_at > first_due
+    assert clock_of(runtime, ticket_id, "follow_up").state == "cancelled"
+    with Session(runtime.engine) as session:
+        ticket = session.get(Ticket, ticket_id)
+    assert ticket.due_at == resolution.due_at
+    assert ticket.resolved_at is None
+    met_events = rows(runtime, TicketEvent, TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "sla_met")
+    assert any((event.data or {}).get("target") == "resolution" for event in met_events), "the first resolution stays"
+
+
 def test_urgent_due_at_shown_in_beijing_time(runtime, policies):
     ticket_id = new_ticket(runtime, policies, 1, at("2026-03-09T10:00:00+08:00"))
 

@@ -50,6 +50,10 @@ def users() -> None:
     pass
 
 
+# Staff passwords guard residents' phone numbers and addresses; the demo's random passwords are longer.
+MIN_PASSWORD_LENGTH = 10
+
+
 @users.command("create", help="Create a staff or referrer account; the password is asked for unless given.")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES + REFERRER_ROLES), required=True,
@@ -62,6 +66,8 @@ def users() -> None:
 @click.password_option(help="Password (asked for twice when not given).")
 def users_create(username: str, role: str, display_name: str | None, phone: str | None, town: str | None,
                  committee: str | None, on_duty: bool, password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters", param_hint="--password")
     runtime = _runtime()
     with runtime.transaction() as session:
         if session.exec(select(User).where(User.username == username)).first() is not None:

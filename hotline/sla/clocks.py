@@ -95,6 +95,19 @@ def offer_accepted(session: Session, runtime, ticket: Ticket, now: datetime, act
     return _start_with_runtime(session, runtime, ticket, "on_site", now)
 
 
+def ticket_reopened(session: Session, runtime, ticket: Ticket, now: datetime) -> SlaClock | None:
+    """Run the resolution clock of a reopened ticket again, from `now` with a fresh deadline.
+
+    The earlier resolution stays in the timeline as its sla_met event; the clock row itself restarts.
+    """
+    clock = session.exec(select(SlaClock).where(SlaClock.ticket_id == ticket.id,
+                                                SlaClock.target == "resolution")).first()
+    if clock is not None and clock.state == "met":
+        clock.state = "cancelled"
+        session.add(clock)
+    return _start_with_runtime(session, runtime, ticket, "resolution", now)
+
+
 def _start_with_runtime(session: Session, runtime, ticket: Ticket, target: str, now: datetime) -> SlaClock | None:
     from hotline.tickets import facts_for
 

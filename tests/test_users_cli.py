@@ -1,0 +1,31 @@
+"""`hotline users create`: the password rule."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from sqlmodel import select
+
+from hotline.cli.admin import users
+from hotline.models import User
+
+
+def _create(database_url, tmp_path, password):
+    env = {"HOTLINE_DATABASE_URL": database_url, "HOTLINE_INSTANCE_DIR": str(tmp_path)}
+    return CliRunner().invoke(users, ["create", "wang.li", "--role", "operator", "--password", password], env=env)
+
+
+def test_short_password_rejected(runtime, seeded, database_url, tmp_path):
+    empty = _create(database_url, tmp_path, "")
+    short = _create(database_url, tmp_path, "abc123")
+
+    assert empty.exit_code == 2
+    assert short.exit_code == 2
+    assert "at least 10 characters" in short.output
+    with runtime.transaction() as session:
+        assert session.exec(select(User).where(User.username == "wang.li")).first() is None
+
+
+def test_long_password_accepted(runtime, seeded, database_url, tmp_path):
+    result = _create(database_url, tmp_path, "清明时节雨纷纷-2026")
+
+    assert result.exit_code == 0, result.output
