@@ -266,6 +266,22 @@ def test_new_ticket_by_hand(operator, runtime, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_new_ticket_form_sent_twice_opens_one(operator, runtime, seeded):
+    page = operator.get("/tickets/new").get_data(as_text=True)
+    token = re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+    form = {"channel": "walk_in", "category": "consultation", "caller_phone": "13812345678", "form_token": token}
+
+    first = post_form(operator, "/tickets/new", form)
+    second = post_form(operator, "/tickets/new", form)
+
+    assert first.location == second.location
+    with runtime.transaction() as session:
+        opened = session.exec(select(Ticket).where(Ticket.channel == "walk_in")).all()
+    assert len(opened) == 1
+    assert "未重复建单" in operator.get(second.location).get_data(as_text=True)
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_new_ticket_bad_phone_kept(operator, runtime, seeded):
     response = post_form(operator, "/tickets/new", {"channel": "phone", "category": "consultation",
                                                     "caller_phone": "12345", "note": "保留这段备注"})

@@ -4,12 +4,15 @@ merging, claim, status change) and new tickets."""
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user, login_required
+from sqlalchemy import text
 from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
@@ -40,6 +43,8 @@ log = logging.getLogger("hotline.web.tickets")
 bp = Blueprint("web_tickets", __name__, url_prefix="/tickets")
 
 HAND_CHANNELS = ("walk_in", "phone")
+HAND_PREFIX = "hand-"
+FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,43}$")
 NOTE_MAX = 2000
 NAME_MAX = 64
 COMMITTEE_MAX = 64
@@ -156,15 +161,20 @@ def new_ticket():
         towns = session.exec(select(Town).order_by(Town.code)).all()
     form = request.form if request.method == "POST" else MultiDict()
     errors: dict[str, str] = {}
+    form_token = request.form.get("form_token", "") if request.method == "POST" else secrets.token_urlsafe(16)
     if request.method == "POST":
         fields, errors = _hand_ticket_fields(request.form, {town.code for town in towns})
         if not errors:
-            number = _create_hand_ticket(fields)
-            flash(gettext("Ticket %(number)s created.", number=number), "success")
+            number, created = _create_hand_ticket(fields, form_token if FORM_TOKEN.match(form_token) else None)
+            if created:
+                flash(gettext("Ticket %(number)s created.", number=number), "success")
+            else:
+                flash(gettext("This form was already sent as ticket %(number)s; no second ticket was opened.",
+                              number=number), "success")
             return redirect(url_for("web_tickets.ticket_page", number=number))
     language = current_language()
     return render_template(
-        "ticket_new.html", form=form, errors=errors, towns=towns, language=language,
+        "ticket_new.html", form=form, errors=errors, towns=towns, language=language, form_token=form_token,
         channels=[(code, label(CHANNELS, code, language)) for code in HAND_CHANNELS],
         categories=[(code, label(CATEGORIES, code, language)) for code in CATEGORIES],
         needs=[(code, label(NEEDS, code, language)) for code in NEEDS],
@@ -210,16 +220,38 @@ def _hand_ticket_fields(form, town_codes: set[str]) -> tuple[dict[str, Any], dic
     return fields, errors
 
 
-def _create_hand_ticket(fields: dict[str, Any]) -> str:
-    """Open the ticket and claim it for the staff member who opened it, who is serving the person already."""
+def _create_hand_ticket(fields: dict[str, Any], form_token: str | None) -> tuple[str, bool]:
+    """Open the ticket and claim it for the staff member who opened it, who is serving the person already.
+
+    The form's one-time token is kept as the ticket's external_id, so a form sent twice (a double click,
+    a reload) opens one ticket. Return its number and whether this request created it.
+    """
     at = now()
     with runtime().transaction() as session:
-        ticket = tickets.create_ticket(session, runtime(), at, actor=current_user.actor, **fields)
+        external_id = None if form_token is None else f"{HAND_PREFIX}{form_token}"
+        if external_id is not None:
+            earlier = _hand_ticket_of(session, external_id)
+            if earlier is not None:
+                return earlier.number, False
+        ticket = tickets.create_ticket(session, runtime(), at, actor=current_user.actor, external_id=external_id,
+                                       **fields)
         tickets.assign_numbers(session, runtime().settings.timezone)
         tickets.claim(session, runtime(), ticket, current_user.id, current_user.actor, at)
         number = ticket.number
     log.info("Web tickets: %s opened and claimed %s by hand (%s)", current_user.username, number, fields["channel"])
-    return number
+    return number, True
+
+
+def _hand_ticket_of(session: Session, external_id: str) -> Ticket | None:
+    """Find the ticket a form token already opened; on PostgreSQL, wait for a concurrent send of it first.
+
+    SQLite runs one writing transaction at a time, so only PostgreSQL needs the advisory lock, which
+    holds until this transaction ends.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": external_id})
+    return session.exec(select(Ticket).where(Ticket.external_id == external_id)
+                        .where(Ticket.channel.in_(HAND_CHANNELS))).first()
 
 
 def _transition_message(error: tickets.TransitionError) -> str:
