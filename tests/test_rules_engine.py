@@ -105,7 +105,7 @@ def test_queue_rank_keeps_lowest(tmp_path):
     body = rule_file(
         rule_yaml("rank-50", "true", "set: {queue_rank: 50}"),
         rule_yaml("rank-10", "is_referral", "set: {queue_rank: 10}"),
-        rule_yaml("rank-30", "true", "set: {queue_rank: 30}"),
+        rule_yaml("rank-30", "not is_referral", "set: {queue_rank: 30}"),
     )
 
     assert evaluate(tmp_path, body, source="community_worker").queue_rank == 10

@@ -18,7 +18,8 @@ from hotline.clock import SHANGHAI, isoformat, local, now
 from hotline.config import ConfigError, Settings, load_settings
 from hotline.rules import versions as rule_versions
 from hotline.rules.expressions import RuleError
-from hotline.rules.loader import CASES_DIR, load_cases, load_rule_set, rule_set_version, run_case
+from hotline.rules.lint import lint_rules
+from hotline.rules.loader import CASES_DIR, PRIORITY_FILE, load_cases, load_rule_set, rule_set_version, run_case
 from hotline.rules.readonly import DatabaseMissing, read_only_engine
 from hotline.rules.simulate import SimulationReport, parse_period, simulate
 
@@ -163,11 +164,15 @@ def show_command(version: str, file_name: str | None) -> None:
 def check_rule_files(rules_dir: Path, tz: ZoneInfo = SHANGHAI) -> list[str]:
     """Load every rule file in `rules_dir` the way the runtime does; return the error lines.
 
-    The SLA calendars and policies and the dispatch settings are checked only when their modules are
-    part of this installation. sla.yaml is checked only after calendars.yaml loaded, since it refers to it.
+    The priority rules are also linted for unknown values and for dead, conflicting and repeated rules
+    (hotline.rules.lint), which loading alone allows. The SLA calendars and policies and the dispatch
+    settings are checked only when their modules are part of this installation. sla.yaml is checked
+    only after calendars.yaml loaded, since it refers to it.
     """
     errors: list[str] = []
-    _run_check(errors, "priority.yaml", lambda: load_rule_set(rules_dir))
+    rule_set = _run_check(errors, "priority.yaml", lambda: load_rule_set(rules_dir))
+    if rule_set is not None:
+        errors.extend(lint_rules(list(rule_set.rules), str(Path(rules_dir) / PRIORITY_FILE)))
 
     load_calendars = _optional_loader(errors, "hotline.sla.calendars", "load_calendars")
     calendars = None
