@@ -7,13 +7,15 @@ back through the staff API, so it shows what the service stored, not what was se
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from hotline.clock import now as clock_now
 from hotline.telephony.signatures import compute_signature
 
 TWILIO_PATHS = {
@@ -49,14 +51,35 @@ def send_all(records: list[dict[str, Any]], transport: Transport, base_url: str,
     """Send every record in order; `before_each` gets the record's instant (tests pin the clock with it)."""
     counts = ReplayCounts()
     seen_webhooks: set[tuple[str, str]] = set()
+    shift = None
     for record in records:
         if before_each is not None:
             before_each(datetime.fromisoformat(record["at"]))
-        status, body = _send(record, transport, base_url, auth_token, source_tokens)
+        if shift is None:
+            # The service stamps intake with its own clock, so times inside bodies move by the same amount.
+            shift = clock_now() - datetime.fromisoformat(record["at"])
+        status, body = _send(_shifted(record, shift), transport, base_url, auth_token, source_tokens)
         counts.requests += 1
         counts.by_status[status] += 1
         _count(record, status, body, counts, seen_webhooks)
     return counts
+
+
+def _shifted(record: dict[str, Any], shift: timedelta) -> dict[str, Any]:
+    """Move a referral's time of death by `shift`, so it keeps its place relative to the replayed intake.
+
+    Every resend of a referral moves by the same `shift`, so it stays identical to the first send.
+    """
+    died_at = ((record.get("json") or {}).get("deceased") or {}).get("died_at")
+    if record.get("kind") != "referral" or not isinstance(died_at, str) or not shift:
+        return record
+    try:
+        moved = (datetime.fromisoformat(died_at) + shift).isoformat(timespec="seconds")
+    except ValueError:
+        return record
+    body = copy.deepcopy(record["json"])
+    body["deceased"]["died_at"] = moved
+    return {**record, "json": body}
 
 
 def _send(record, transport: Transport, base_url: str, auth_token: str, source_tokens: dict[str, str]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import time_machine
 from conftest import SAMPLES
@@ -158,3 +158,15 @@ def test_accept_pending_offers_by_sms(runtime, transport, seeded):
     assert accepted == 1
     assert ticket["status"] == "dispatched"
     assert ticket["offers"][0]["state"] == "accepted"
+
+
+def test_replay_moves_time_of_death_with_intake():
+    record = {"at": "2026-12-07T08:00:00+08:00", "kind": "referral", "source": "shequyun",
+              "json": {"external_id": "D-1", "deceased": {"died_at": "2026-12-07T06:10:00+08:00", "place": "home"}}}
+
+    moved = replay._shifted(record, timedelta(days=-2, hours=1))
+
+    assert moved["json"]["deceased"]["died_at"] == "2026-12-05T07:10:00+08:00"
+    assert record["json"]["deceased"]["died_at"] == "2026-12-07T06:10:00+08:00", "the sample is left as it was"
+    assert replay._shifted(record, timedelta(days=-2, hours=1)) == moved, "a resend moves the same way"
+    assert replay._shifted(record, timedelta(0)) is record
