@@ -189,3 +189,30 @@ def test_queue_fits_a_tablet(page, client, seeded):
         assert overflow <= 0
         assert page.get_by_role("button", name="签收下一张").is_visible()
         page.screenshot(path=str(ARTIFACTS / "queue-tablet.png"), full_page=True)
+
+
+def test_dispatch_by_hand_from_ticket_page(page, client, runtime, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=True):
+        number = refer(client, seeded["shequyun"], "D", category="agency_service", needs=["body_transport"],
+                       town="练塘镇")
+        _log_in(page)
+        page.goto(f"/tickets/{number}")
+        panel = page.locator("section.dispatch-panel")
+        panel.get_by_text("不服务本街镇").first.wait_for()
+
+        page.locator("#cancel-reason").fill("家属要求改派殡仪馆")
+        panel.get_by_role("button", name="撤回派单").click()
+        page.get_by_text("派单已撤回").wait_for()
+
+        page.locator("#dispatch-agency").select_option(label="青浦区殡仪馆接运服务队")
+        page.locator("#dispatch-reason").fill("家属要求殡仪馆接运")
+        page.locator("section.dispatch-panel").get_by_role("button", name="发出派单").click()
+        page.get_by_text("派单已发出").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "dispatch.png"), full_page=True)
+
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        reasons = session.exec(select(TicketEvent.reason).where(TicketEvent.ticket_id == ticket.id)
+                               .where(TicketEvent.kind == "offer_sent")).all()
+    assert ticket.status == "dispatching"
+    assert reasons[-1] == "人工派单：家属要求殡仪馆接运"
