@@ -98,7 +98,26 @@ def check_url(url: str) -> str:
                          field="url")
     if parts.username or parts.password:
         raise InputError("invalid_url", N_("Field %(field)s must not contain a user name or password."), field="url")
+    if _is_internal_address(parts.hostname):
+        raise InputError("invalid_url", N_("Field %(field)s must not point to a private or reserved network address."),
+                         field="url")
     return url
+
+
+def _is_internal_address(host: str) -> bool:
+    """Return whether `host` is an IP literal of a private, link-local, reserved or unspecified network.
+
+    Loopback is left to the http rule above, which admits it for a receiver on the same machine.
+    NOTE: host names are not resolved here, so a name that resolves to an internal address is not caught.
+    """
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if address.is_loopback:
+        return False
+    return address.is_private or address.is_link_local or address.is_reserved or address.is_unspecified \
+        or address.is_multicast
 
 
 def _is_loopback(host: str) -> bool:

@@ -132,7 +132,8 @@ def test_register_returns_secret_once(client, seeded, receiver):
 
 
 @pytest.mark.parametrize("url", ["http://hooks.example.cn/x", "ftp://127.0.0.1/x", "https://user:pw@example.cn/",
-                                 "not a url"])
+                                 "not a url", "https://10.0.0.1/h", "https://192.168.1.20/h", "https://169.254.169.254/",
+                                 "https://[fd00::1]/h", "https://0.0.0.0/h"])
 def test_register_rejects_bad_url(client, seeded, url):
     response = _register(client, seeded["shequyun"], url)
 
