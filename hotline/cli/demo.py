@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,20 @@ log = logging.getLogger("hotline.demo")
 CREDENTIALS_FILE = "demo-credentials.json"
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """Stop before migrating and seeding when another program already listens on host:port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server does, so a port left in TIME_WAIT by an earlier demo still counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise click.ClickException(
+                f"{host}:{port} 无法使用（{error.strerror}）；请换一个端口，例如 make demo PORT={port + 1}"
+                f" 或 hotline demo --port {port + 1} / {host}:{port} is not available ({error.strerror}); "
+                f"choose another port, for example make demo PORT={port + 1}") from None
+
+
 @click.command(help="Start the hotline on the embedded default: SQLite, in-process jobs, demo data.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
@@ -46,6 +61,7 @@ def demo(host: str, port: int) -> None:
         settings = load_settings()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
+    _require_free_port(host, port)
     credentials = load_or_create_credentials(settings.instance_dir)
     if settings.secret_key == DEVELOPMENT_SECRET_KEY:
         settings = replace(settings, secret_key=credentials.setdefault("secret_key", secrets.token_hex(32)))
