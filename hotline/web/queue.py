@@ -13,11 +13,11 @@ from flask_login import current_user, login_required
 from sqlmodel import Session, func, select
 
 from hotline import tickets
-from hotline.api.views import town_names
 from hotline.clock import now
 from hotline.i18n import current_language
-from hotline.models import SlaClock, Ticket, Town, User
+from hotline.models import SlaClock, Ticket, User
 from hotline.phones import mask
+from hotline.towns import TownInfo, all_towns
 from hotline.vocabulary import CATEGORIES, OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, label
 from hotline.web import display
 
@@ -78,15 +78,14 @@ def runtime():
 @bp.get("/")
 @login_required
 def queue():
-    context = _queue_context()
-    return render_template("queue.html", **context)
+    return render_template("queue.html", **_queue_context(with_options=True))
 
 
 @bp.get("/queue/rows")
 @login_required
 def queue_rows():
     """The queue table's body alone, which the page fetches every REFRESH_SECONDS."""
-    return render_template("_queue_rows.html", **_queue_context())
+    return render_template("_queue_rows.html", **_queue_context(with_options=False))
 
 
 @bp.post("/queue/claim-next")
@@ -112,38 +111,65 @@ def claim_next():
     return redirect(url_for("web_queue.queue"))
 
 
-def _queue_context() -> dict[str, Any]:
+def _queue_context(with_options: bool) -> dict[str, Any]:
+    """Build what the queue page shows: the first page of rows, the count and, for the whole page, the filters.
+
+    Every query reads an index: the page comes off ix_ticket_open_queue in queue order, and the clocks
+    and the assignees are looked up by the ids on the page. Towns come from the in-memory town cache.
+    """
     at = now()
     language = current_language()
     with runtime().transaction() as session:
-        towns = town_names(session)
-        filters = QueueFilters.from_args(request.args, towns)
-        query = filters.apply(select(Ticket))
-        rows = session.exec(query.order_by(*tickets.queue_order()).limit(QUEUE_PAGE_SIZE)).all()
-        total = session.exec(filters.apply(select(func.count(Ticket.id)))).one()
-        users = _user_names(session)
+        towns = all_towns(session)
+        town_names = {town.code: town.name for town in towns}
+        filters = QueueFilters.from_args(request.args, town_names)
+        rows = session.exec(rows_query(filters)).all()
+        total = session.exec(count_query(filters)).one()
+        users = _assignee_names(session, {ticket.assigned_to_id for ticket in rows} - {None})
         clocks = _running_clocks(session, [ticket.id for ticket in rows])
-        town_options = session.exec(select(Town).order_by(Town.code)).all()
 
-    return {
-        "rows": [_row(ticket, towns, users, clocks.get(ticket.id, []), at, language) for ticket in rows],
+    context = {
+        "rows": [_row(ticket, town_names, users, clocks.get(ticket.id, []), at, language) for ticket in rows],
         "total": total,
         "filters": filters,
         "filter_args": filters.as_args(),
-        "options": _filter_options(town_options, language),
         "refresh_seconds": current_app.config.get("QUEUE_REFRESH_SECONDS", REFRESH_SECONDS),
         "language": language,
         "updated_at": display.show_time(at, runtime().settings.timezone),
     }
+    if with_options:
+        context["options"] = _filter_options(towns, language)
+    return context
 
 
-def _row(ticket: Ticket, towns, users, clocks: list[SlaClock], at: datetime, language: str) -> dict[str, Any]:
+# The ticket columns a queue row shows. The rule trace, notes and addresses stay in the database.
+ROW_COLUMNS = (Ticket.id, Ticket.number, Ticket.priority, Ticket.priority_reasons, Ticket.category, Ticket.source,
+               Ticket.town_code, Ticket.caller_phone, Ticket.due_at, Ticket.status, Ticket.assigned_to_id)
+
+
+def rows_query(filters: QueueFilters):
+    """Select the first page of open tickets that match `filters`, in queue order, as rows of ROW_COLUMNS.
+
+    Plain rows, not Ticket objects, because the page only reads them and rows skip the ORM's identity
+    map and the JSON of columns the page does not show.
+    """
+    query = filters.apply(select(*ROW_COLUMNS))
+    return query.order_by(*tickets.queue_order()).limit(QUEUE_PAGE_SIZE)
+
+
+def count_query(filters: QueueFilters):
+    """Count the open tickets that match `filters`."""
+    return filters.apply(select(func.count(Ticket.id)))
+
+
+def _row(ticket, towns, users, clocks: list, at: datetime, language: str) -> dict[str, Any]:
     text_key = "text_en" if language == "en" else "text_zh"
     due_clock = next((clock for clock in clocks if clock.due_at == ticket.due_at), None)
     breached = any(clock.breached_at is not None for clock in clocks)
     state = display.sla_state(ticket.due_at, getattr(due_clock, "warn_at", None), breached, at)
     return {
         "number": ticket.number,
+        "href": url_for("web_tickets.ticket_page", number=ticket.number),
         "priority": f"P{ticket.priority}",
         "reasons": [reason.get(text_key) or reason.get("text_zh") for reason in ticket.priority_reasons or []],
         "category": label(CATEGORIES, ticket.category, language),
@@ -159,21 +185,26 @@ def _row(ticket: Ticket, towns, users, clocks: list[SlaClock], at: datetime, lan
     }
 
 
-def _running_clocks(session: Session, ticket_ids: list[int]) -> dict[int, list[SlaClock]]:
+def _running_clocks(session: Session, ticket_ids: list[int]) -> dict[int, list]:
+    """Group the running clocks of these tickets by ticket, as rows of (ticket_id, due_at, warn_at, breached_at)."""
     if not ticket_ids:
         return {}
-    grouped: dict[int, list[SlaClock]] = {}
-    for clock in session.exec(select(SlaClock).where(SlaClock.ticket_id.in_(ticket_ids))
-                              .where(SlaClock.state == "running")).all():
+    grouped: dict[int, list] = {}
+    query = (select(SlaClock.ticket_id, SlaClock.due_at, SlaClock.warn_at, SlaClock.breached_at)
+             .where(SlaClock.ticket_id.in_(ticket_ids)).where(SlaClock.state == "running"))
+    for clock in session.exec(query).all():
         grouped.setdefault(clock.ticket_id, []).append(clock)
     return grouped
 
 
-def _user_names(session: Session) -> dict[int, str]:
-    return {user.id: user.display_name for user in session.exec(select(User)).all()}
+def _assignee_names(session: Session, user_ids: set[int]) -> dict[int, str]:
+    """Map the ids of the staff that the page's tickets are assigned to onto their display names."""
+    if not user_ids:
+        return {}
+    return dict(session.exec(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
 
 
-def _filter_options(towns: list[Town], language: str) -> dict[str, list[tuple[str, str]]]:
+def _filter_options(towns: tuple[TownInfo, ...], language: str) -> dict[str, list[tuple[str, str]]]:
     return {
         "status": [(code, label(STATUSES, code, language)) for code in OPEN_STATUSES],
         "priority": [(code, code) for code in PRIORITIES],
