@@ -251,7 +251,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, max_length=64)
     display_name: str = Field(max_length=64)
-    role: str = Field(max_length=16)
+    role: str = Field(max_length=24)
     password_hash: str = Field(max_length=256)
     phone: str | None = Field(default=None, max_length=20)
     on_duty: bool = False

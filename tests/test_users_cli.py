@@ -29,3 +29,15 @@ def test_long_password_accepted(runtime, seeded, database_url, tmp_path):
     result = _create(database_url, tmp_path, "清明时节雨纷纷-2026")
 
     assert result.exit_code == 0, result.output
+
+
+def test_longest_role_name_fits(runtime, seeded, database_url, tmp_path):
+    env = {"HOTLINE_DATABASE_URL": database_url, "HOTLINE_INSTANCE_DIR": str(tmp_path)}
+
+    result = CliRunner().invoke(users, ["create", "zhou.min", "--role", "assistance_advisor", "--town", "盈浦街道",
+                                        "--committee", "复兴居委", "--phone", "13700000002",
+                                        "--password", "清明时节雨纷纷-2026"], env=env)
+
+    assert result.exit_code == 0, result.output
+    with runtime.transaction() as session:
+        assert session.exec(select(User.role).where(User.username == "zhou.min")).one() == "assistance_advisor"
