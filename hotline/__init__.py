@@ -22,9 +22,19 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
-    from hotline.web import auth, dashboard, dispatch_panel, exports, offers, portal, queue, ticket_pages, users_admin
+    from hotline.web import (
+        auth,
+        dashboard,
+        dispatch_panel,
+        exports,
+        offers,
+        portal,
+        queue,
+        ticket_pages,
+        tokens_admin,
+        users_admin,
+    )
     from hotline.web import kb as kb_pages
-    from hotline.web import tokens_admin
 
     runtime = install(runtime or build_runtime())
     settings = runtime.settings

@@ -12,7 +12,7 @@ duplicate holds:
   has not been started;
 - needs and flags are added to the survivor's, and fields the survivor lacks are filled in; the rules
   then run again on the survivor;
-- pending offers are withdrawn and their agencies told by SMS; offers stay on the duplicate as its
+- pending offers are withdrawn and their agencies notified by SMS; offers stay on the duplicate as its
   dispatch history.
 
 The duplicate is then cancelled with the reason "并入 QP-...", which stops its SLA clocks, and points to

@@ -49,7 +49,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
         on_breach=breach_response,
     )
-    # The app's handler for HTTP errors would answer 429 as a generic error, so this one comes first.
+    # The app's handler for HTTP errors would return 429 as a generic error, so this one comes first.
     app.register_error_handler(RateLimitExceeded, _limit_exceeded)
     return limiter
 
@@ -108,7 +108,7 @@ def token_key() -> str:
 
 
 def breach_response(limit: RequestLimit):
-    """Answer 429 with Retry-After, as JSON in the request's language."""
+    """Build the 429 response with Retry-After, as JSON in the request's language."""
     log.warning("Rate limit: %s reached %s on %s %s", limit.key, limit.limit, request.method, request.path)
     return too_many_requests(max(1, math.ceil(limit.reset_at - time.time())))
 

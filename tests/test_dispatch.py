@@ -389,9 +389,9 @@ def test_operator_takeover_voids_offer(client, runtime, seeded):
     assert accept_clock.state == "cancelled"
     offer = _offers(runtime, ticket_id)[0]
     with runtime.transaction() as session:
-        told = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"offer:{offer.id}:cancelled")
-                            ).one()
-    assert "已撤销" in told.body, "the agency is told its offer is void"
+        key = f"offer:{offer.id}:cancelled"
+        notice = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one()
+    assert "已撤销" in notice.body, "the agency learns its offer is void"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

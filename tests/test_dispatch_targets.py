@@ -265,9 +265,9 @@ def test_operator_cancels_then_dispatches_by_hand(client, runtime, seeded):
     assert second.reason == "人工派单：家属要求"
     assert _ticket_row(runtime, ticket_id).status == "dispatching"
     with runtime.transaction() as session:
-        told = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == f"offer:{first.id}:cancelled")
-                            ).one()
-    assert "已撤销" in told.body
+        key = f"offer:{first.id}:cancelled"
+        notice = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key == key)).one()
+    assert "已撤销" in notice.body
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

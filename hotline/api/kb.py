@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from hotline.api.auth import STAFF_ROLES, require
 from hotline.api.errors import ApiError
+from hotline.api.params import int_arg
 from hotline.clock import isoformat
 from hotline.i18n import current_language
 from hotline.kb import articles, search
@@ -38,8 +39,8 @@ def list_articles():
         raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."), field="q",
                          limit=QUERY_MAX)
     category = _category_arg()
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 100_000)
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 100_000)
     language = current_language()
 
     with runtime().transaction() as session:
@@ -83,20 +84,6 @@ def _category_arg() -> str | None:
     if category is not None and category not in articles.CATEGORIES:
         raise unknown_value("category", category, articles.CATEGORIES)
     return category
-
-
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise InputError("invalid_value", N_("Parameter %(field)s must be an integer from %(minimum)s to %(maximum)s."),
-                         field=name, minimum=minimum, maximum=maximum)
-    return value
 
 
 def _next_url(offset: int, more: bool) -> str | None:

@@ -15,12 +15,13 @@ from hotline import webhooks
 from hotline.api.auth import require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
+from hotline.api.params import int_arg
 from hotline.api.views import ticket_summary, town_names
 from hotline.clock import isoformat, now
 from hotline.i18n import current_language
 from hotline.models import ApiToken, Referral, SlaClock, Ticket, TicketEvent
 from hotline.sla.clocks import clock_view
-from hotline.validation import N_, InputError, unknown_value
+from hotline.validation import N_, unknown_value
 from hotline.vocabulary import STATUSES, label
 
 bp = Blueprint("api_platform", __name__, url_prefix="/api/v1")
@@ -102,8 +103,8 @@ def delete_webhook():
 @require(source=True)
 def list_deliveries():
     """List the webhook's deliveries, newest first, optionally only those pending, delivered or failed."""
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 10_000_000)
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 10_000_000)
     state = request.args.get("state")
     if state is not None and state not in DELIVERY_STATES:
         raise unknown_value("state", state, DELIVERY_STATES)
@@ -118,20 +119,6 @@ def _webhook_or_404(session: Session):
     if webhook is None:
         raise ApiError(404, "not_found", N_("This token has no webhook; register one with PUT /api/v1/webhook."))
     return webhook
-
-
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise InputError("invalid_value", N_("Parameter %(field)s must be an integer from %(minimum)s to %(maximum)s."),
-                         field=name, minimum=minimum, maximum=maximum)
-    return value
 
 
 def _next_url(offset: int, more: bool) -> str | None:

@@ -10,12 +10,13 @@ from hotline.api.auth import STAFF_ROLES, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.idempotency import run_idempotent
+from hotline.api.params import int_arg
 from hotline.api.views import ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import Call, Ticket, Town
 from hotline.sla import watchlist
-from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.validation import N_, required, unknown_value, wrong_type
 from hotline.vocabulary import (
     CATEGORIES,
     FINAL_STATUSES,
@@ -60,8 +61,8 @@ def create_referral():
 @bp.get("/tickets")
 @require(roles=STAFF_ROLES)
 def list_tickets():
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 10_000_000)
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 10_000_000)
     with runtime().transaction() as session:
         query = _filtered(select(Ticket), session).order_by(*tickets.queue_order()).offset(offset).limit(limit + 1)
         rows = session.exec(query).all()
@@ -169,8 +170,8 @@ def at_risk():
 
 def _clock_page(endpoint: str, watch: watchlist.WatchList):
     """Page through the open tickets on one SLA watch list."""
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, 10_000_000)
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, 10_000_000)
     with runtime().transaction() as session:
         rows = session.exec(watchlist.tickets_query(watch).offset(offset).limit(limit + 1)).all()
         towns = town_names(session)
@@ -183,20 +184,6 @@ def _ticket_or_404(session: Session, number: str) -> Ticket:
     if ticket is None:
         raise ApiError(404, "not_found", N_("Ticket %(number)s was not found."), field="number", number=number)
     return ticket
-
-
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise InputError("invalid_value", N_("Parameter %(field)s must be an integer from %(minimum)s to %(maximum)s."),
-                         field=name, minimum=minimum, maximum=maximum)
-    return value
 
 
 def _next_url(endpoint: str, offset: int, more: bool) -> str | None:

@@ -67,7 +67,8 @@ MIN_PASSWORD_LENGTH = 10
 def users_create(username: str, role: str, display_name: str | None, phone: str | None, town: str | None,
                  committee: str | None, on_duty: bool, password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters", param_hint="--password")
+        message = f"密码至少 {MIN_PASSWORD_LENGTH} 个字符 / use at least {MIN_PASSWORD_LENGTH} characters"
+        raise click.BadParameter(message, param_hint="--password")
     runtime = _runtime()
     with runtime.transaction() as session:
         if session.exec(select(User).where(User.username == username)).first() is not None:

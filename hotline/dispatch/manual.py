@@ -61,7 +61,7 @@ def cancel_offer(session: Session, runtime, ticket: Ticket, attempt: int, actor:
                  now: datetime) -> Offer:
     """Cancel a pending or accepted offer and hand the ticket to the operators (in_progress).
 
-    The agency is told by SMS. An accepted offer also clears the ticket's agency and stops the on_site
+    The agency is notified by SMS. An accepted offer also clears the ticket's agency and stops the on_site
     clock, because that agency is no longer coming.
     """
     reason = _required_reason(reason)
