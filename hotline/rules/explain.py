@@ -57,14 +57,18 @@ def describe_trace(trace: Sequence[Mapping[str, Any]], rule_set: RuleSet | None,
 def ticket_trace(ticket, language: str, tz: ZoneInfo = SHANGHAI) -> TraceView:
     """Word the trace of `ticket` (a hotline.models.Ticket), reading its rule set version through its session."""
     session = object_session(ticket)
-    rule_set = versions.rule_set_for(session, ticket.rule_set_version)
-    lines = describe_trace(ticket.rule_trace or [], rule_set, language)
+    lines = _trace_lines(session, ticket, language)
     return TraceView(lines=tuple(lines), rule_set_label=_rule_set_label(session, ticket.rule_set_version, language, tz))
 
 
 def ticket_trace_text(ticket, language: str) -> list[str]:
     """Return one sentence per rule checked for `ticket`, as the ticket API shows them."""
-    return [line.text for line in ticket_trace(ticket, language).lines]
+    return [line.text for line in _trace_lines(object_session(ticket), ticket, language)]
+
+
+def _trace_lines(session, ticket, language: str) -> list[TraceLine]:
+    rule_set = versions.rule_set_for(session, ticket.rule_set_version)
+    return describe_trace(ticket.rule_trace or [], rule_set, language)
 
 
 def _sentence(rule_id: str, rule: Rule | None, matched: bool, changes: Mapping[str, Any], language: str) -> str:
