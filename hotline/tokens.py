@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from hotline.models import ApiToken
@@ -19,6 +21,7 @@ from hotline.vocabulary import REFERRAL_SOURCES, ROLES
 
 TOKEN_PREFIX = "hl_"
 PREFIX_LENGTH = 10
+TOUCH_INTERVAL_SECONDS = 60
 
 REFERRALS_WRITE = "referrals:write"
 REFERRALS_READ = "referrals:read"
@@ -33,6 +36,17 @@ DEFAULT_SOURCE_SCOPES = (REFERRALS_WRITE, REFERRALS_READ)
 
 class TokenNotFound(LookupError):
     """No token, or more than one, starts with the given prefix."""
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """What a live token stands for: its source or staff role, its user and its scopes."""
+
+    id: int
+    source: str | None
+    role: str | None
+    user_id: int | None
+    scopes: frozenset[str]
 
 
 def digest(token: str) -> str:
@@ -109,6 +123,34 @@ def revoke(session: Session, token: ApiToken, now: datetime) -> bool:
 
 def touch(session: Session, token: ApiToken, now: datetime) -> None:
     """Record use, at most once a minute per token so busy integrations do not write on every call."""
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() >= 60:
+    if _touch_due(token.last_used_at, now):
         token.last_used_at = now
         session.add(token)
+
+
+def identify(engine: Engine, secret: str, now: datetime) -> TokenIdentity | None:
+    """Return the live token with this secret, or None, and record its use at most once a minute.
+
+    The lookup runs on its own connection, before and outside the request's transaction. On PostgreSQL
+    that connection is in autocommit mode, so a request pays one SELECT instead of BEGIN, SELECT and
+    COMMIT. SQLite keeps a transaction, because its engine opens every transaction with BEGIN IMMEDIATE.
+    """
+    table = ApiToken.__table__
+    connection = engine.connect()
+    if engine.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    with connection:
+        row = connection.execute(
+            select(table.c.id, table.c.source, table.c.role, table.c.user_id, table.c.scopes, table.c.revoked_at,
+                   table.c.last_used_at).where(table.c.token_hash == digest(secret))
+        ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if _touch_due(row.last_used_at, now):
+            connection.execute(update(table).where(table.c.id == row.id).values(last_used_at=now))
+        connection.commit()
+    return TokenIdentity(row.id, row.source, row.role, row.user_id, frozenset(row.scopes or ()))
+
+
+def _touch_due(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is None or (now - last_used_at).total_seconds() >= TOUCH_INTERVAL_SECONDS

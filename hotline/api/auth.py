@@ -67,12 +67,10 @@ def authenticate_secret(secret: str | None) -> Caller:
         raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
 
     runtime = current_app.extensions["hotline"]
-    with runtime.transaction() as session:
-        token = tokens.find_token(session, secret)
-        if token is None:
-            raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
-        tokens.touch(session, token, now())
-        return Caller(token.id, token.source, token.role, token.user_id, frozenset(token.scopes or ()))
+    token = tokens.identify(runtime.engine, secret, now())
+    if token is None:
+        raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
+    return Caller(token.id, token.source, token.role, token.user_id, token.scopes)
 
 
 def required_scope(method: str, rule: str) -> str | None:
