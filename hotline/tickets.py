@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import String, cast, func, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from hotline import checklists, referrers, webhooks
@@ -70,12 +71,41 @@ def assign_numbers(session: Session, tz) -> None:
     """
     pending = session.info.pop(UNNUMBERED, [])
     for ticket in pending:
-        ticket.number = next_number(session, ticket.created_at, tz)
-        session.add(ticket)
+        set_committed_value(ticket, "number", _write_number(session, ticket, tz))
         log.info("Tickets: created %s (%s, %s, P%s)", ticket.number, ticket.source, ticket.category,
                  ticket.priority)
-    if pending:
-        session.flush()
+
+
+def _write_number(session: Session, ticket: Ticket, tz) -> str:
+    """Take the next number of the ticket's local day and write it to the ticket's row.
+
+    On PostgreSQL one statement does both: the counter upsert runs in a CTE that the UPDATE reads.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        number = next_number(session, ticket.created_at, tz)
+        session.execute(update(Ticket).where(Ticket.id == ticket.id).values(number=number),
+                        execution_options={"synchronize_session": False})
+        return number
+
+    day = ticket.created_at.astimezone(tz).strftime("%Y%m%d")
+    counter = (
+        postgresql.insert(TicketCounter)
+        .values(day=day, last=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last": TicketCounter.last + 1})
+        .returning(TicketCounter.last)
+        .cte("counter")
+    )
+    serial = select(cast(counter.c.last, String)).scalar_subquery()
+    # Four digits at least, as next_number formats them; a day past 9999 tickets gets five, never a cut.
+    padded = func.lpad(serial, func.greatest(4, func.length(serial)), "0")
+    statement = (
+        update(Ticket)
+        .add_cte(counter)
+        .where(Ticket.id == ticket.id)
+        .values(number=literal(f"QP-{day}-") + padded)
+        .returning(Ticket.number)
+    )
+    return session.execute(statement, execution_options={"synchronize_session": False}).scalar_one()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import time_machine
 
+from hotline.models import Ticket, TicketCounter
 from hotline.tickets import create_ticket
 
 
@@ -53,3 +54,17 @@ def test_ticket_created_outside_intake_numbered_at_commit(runtime, seeded):
                                category="consultation")
 
     assert ticket.number == "QP-20261207-0001"
+
+
+def test_number_past_9999_gets_five_digits(runtime, seeded):
+    now = datetime.fromisoformat("2026-12-07T10:00:00+08:00")
+    with runtime.transaction() as session:
+        session.add(TicketCounter(day="20261207", last=9999))
+    with runtime.transaction() as session:
+        ticket = create_ticket(session, runtime, now, actor="test", channel="walk_in", source="resident",
+                               category="consultation")
+
+    assert ticket.number == "QP-20261207-10000"
+    with runtime.transaction() as session:
+        stored = session.get(Ticket, ticket.id)
+        assert stored.number == "QP-20261207-10000"
