@@ -222,6 +222,15 @@ def test_anonymous_sent_to_login(client, runtime, seeded):
     assert _ticket_count(runtime) == 0
 
 
+def test_login_from_portal_greets_referrers(client, seeded):
+    portal_login = client.get(client.get("/portal/referrals").location, headers={"Accept-Language": "zh-CN"})
+    staff_login = client.get("/login", headers={"Accept-Language": "zh-CN"})
+
+    assert "民生顾问和社区工作者请使用专线分配的账号登录" in portal_login.get_data(as_text=True)
+    assert "工作人员登录" not in portal_login.get_data(as_text=True)
+    assert "工作人员登录" in staff_login.get_data(as_text=True)
+
+
 @time_machine.travel(MONDAY_MORNING, tick=False)
 def test_referrer_api_and_logout_still_work(worker_client, seeded):
     assert worker_client.get("/healthz").status_code == 200

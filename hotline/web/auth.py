@@ -123,7 +123,10 @@ def login():
             login_user(user)
             return redirect(safe_next(request.args.get("next"), user.role))
     status = 401 if error else 200
-    return render_template("login.html", error=error, username=username, language=current_language()), status
+    # Referrers reach this page from the portal, so it greets them as the portal does, not as staff.
+    for_portal = (request.args.get("next") or "").startswith("/portal")
+    return render_template("login.html", error=error, username=username, for_portal=for_portal,
+                           language=current_language()), status
 
 
 @bp.post("/logout")
