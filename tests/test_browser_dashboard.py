@@ -1,15 +1,14 @@
 """A supervisor's dashboard in a real browser: tiles, a breached ticket in red, charts, live refresh, exports.
 
 Uses the live_server and page fixtures of test_browser_operator.py, imported by name so pytest finds them. The
-tests' `page` arguments therefore shadow the import (F811). The first test also saves the screenshot shown in
-the README, docs/screenshots/dashboard.png.
+tests' `page` arguments therefore shadow the import (F811). The first test also saves test-artifacts/dashboard.png,
+from which the README's docs/screenshots/dashboard.png is copied by hand when the dashboard changes.
 """
 
 from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -24,7 +23,7 @@ from hotline.models import Offer, Ticket, User
 from hotline.sla.sweep import sweep_breaches
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "dashboard.png"
+SCREENSHOT = ARTIFACTS / "dashboard.png"
 RED = "rgb(253, 227, 225)"
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
