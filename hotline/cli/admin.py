@@ -237,6 +237,8 @@ def tokens_create(source: str | None, role: str | None, username: str | None, na
                 raise click.ClickException(f"user {username!r} not found; create it with `hotline users create`")
             if role is None or user.role != role:
                 raise click.ClickException(f"user {username!r} is a {user.role}; give --role {user.role}")
+            # NOTE: a deactivation committed between this check and the insert leaves the new token live.
+            # Authentication does not look at the account, so only `hotline tokens revoke` ends that token.
             if not user.active:
                 raise click.ClickException(f"user {username!r} is deactivated; activate it first with "
                                            f"`hotline users activate {username} --by ADMIN`")
