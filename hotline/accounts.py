@@ -2,18 +2,24 @@
 
 Every change is one UserChange row naming the admin who made it, written in the same transaction, and
 one log line. Unlocking a login lockout lives in hotline.web.auth next to the lockout it clears.
+
+A deactivation or a password reset raises the user's session_version, which ends every login session
+opened before it (hotline.web.auth.load_user compares the two). A deactivation also revokes the user's
+API tokens, one token_revoked row each; activating the user again leaves them revoked.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 from werkzeug.security import generate_password_hash
 
+from hotline import tokens
 from hotline.models import ApiToken, LoginAttempt, User, UserChange
 from hotline.validation import N_, InputError
 from hotline.vocabulary import SOURCES
@@ -32,6 +38,7 @@ ACTIONS = {
     "deactivated": ("停用", "Deactivated"),
     "activated": ("启用", "Activated"),
     "password_reset": ("重置密码", "Password reset"),
+    "token_revoked": ("吊销 API 令牌", "API token revoked"),
 }
 # 12 random bytes give a 16-character password of letters, digits, "-" and "_".
 PASSWORD_BYTES = 12
@@ -59,48 +66,79 @@ def last_logins(session: Session) -> dict[int, datetime]:
     return {user_id: at for user_id, at in rows}
 
 
-def live_token_count(session: Session, user: User) -> int:
-    """Count the API tokens that act as `user` and are not revoked; deactivation leaves them working."""
+def revoked_token_count(session: Session, user: User) -> int:
+    """Count the API tokens that act as `user` and are revoked."""
     return session.exec(select(func.count(ApiToken.id)).where(ApiToken.user_id == user.id)
-                        .where(ApiToken.revoked_at.is_(None))).one()
+                        .where(ApiToken.revoked_at.is_not(None))).one()
 
 
 def record_change(session: Session, user: User, action: str, admin_id: int, at: datetime,
-                  remote_addr: str | None = None) -> UserChange:
+                  remote_addr: str | None = None, detail: str | None = None) -> UserChange:
     """Add the audit row of one change to `user`, and log it."""
     change = UserChange(user_id=user.id, action=action, actor=actor_of(admin_id), at=at,
-                        remote_addr=(remote_addr or "")[:45] or None)
+                        remote_addr=(remote_addr or "")[:45] or None, detail=detail)
     session.add(change)
-    log.info("Accounts: %s of user %s (%s) by user %s from %s", action, user.id, user.username, admin_id,
-             remote_addr or "the command line")
+    log.info("Accounts: %s of user %s (%s)%s by user %s from %s", action, user.id, user.username,
+             f" ({detail})" if detail else "", admin_id, remote_addr or "the command line")
     return change
 
 
-def set_active(session: Session, user: User, active: bool, admin_id: int, at: datetime,
-               remote_addr: str | None = None) -> bool:
-    """Activate or deactivate `user`; return False, writing nothing, when it already is so.
+@dataclass(frozen=True)
+class ActivationChange:
+    """The outcome of set_active: whether the account changed, and the prefixes of the tokens it revoked."""
 
-    A deactivated user's session ends at its next request (hotline.web.auth.load_user). Admins cannot
-    deactivate themselves, so the admin making the change stays active and can undo it.
+    changed: bool
+    revoked_tokens: tuple[str, ...] = ()
+
+
+def set_active(session: Session, user: User, active: bool, admin_id: int, at: datetime,
+               remote_addr: str | None = None) -> ActivationChange:
+    """Activate or deactivate `user`; write nothing when it already is so.
+
+    A deactivation ends the user's login sessions and revokes its live API tokens at once. Activating
+    the user again restores neither. Admins cannot deactivate themselves, so the admin making the
+    change stays active and can undo it.
     """
     if user.active == active:
-        return False
+        return ActivationChange(changed=False)
     if not active and user.id == admin_id:
         raise InputError("own_account", N_("You cannot deactivate your own account."), field="username", status=409)
 
     user.active = active
+    if not active:
+        end_sessions(user)
     session.add(user)
     record_change(session, user, "activated" if active else "deactivated", admin_id, at, remote_addr)
-    return True
+    if active:
+        return ActivationChange(changed=True)
+    return ActivationChange(changed=True, revoked_tokens=revoke_tokens(session, user, admin_id, at, remote_addr))
+
+
+def revoke_tokens(session: Session, user: User, admin_id: int, at: datetime,
+                  remote_addr: str | None = None) -> tuple[str, ...]:
+    """Revoke every live API token that acts as `user`, one audit row each; return their prefixes."""
+    live = session.exec(select(ApiToken).where(ApiToken.user_id == user.id).where(ApiToken.revoked_at.is_(None))
+                        .order_by(ApiToken.id)).all()
+    for token in live:
+        tokens.revoke(session, token, at)
+        record_change(session, user, "token_revoked", admin_id, at, remote_addr,
+                      detail=f"{token.prefix} ({token.name})"[:200])
+    return tuple(token.prefix for token in live)
+
+
+def end_sessions(user: User) -> None:
+    """End every login session of `user` at its next request; the caller adds `user` to its session."""
+    user.session_version += 1
 
 
 def reset_password(session: Session, user: User, admin_id: int, at: datetime, remote_addr: str | None = None) -> str:
     """Give `user` a new random password and return it; only its hash is stored, so it is shown once.
 
-    NOTE: sessions opened with the old password stay logged in; deactivate the account to end them.
+    Every login session of `user`, opened with the old password, ends at its next request.
     """
     password = secrets.token_urlsafe(PASSWORD_BYTES)
     user.password_hash = generate_password_hash(password)
+    end_sessions(user)
     session.add(user)
     record_change(session, user, "password_reset", admin_id, at, remote_addr)
     return password

@@ -44,6 +44,8 @@ STATUS_TRANSITIONS = {
 }
 # Statuses that receive offers: an agency on watch keeps working while the bureau observes it.
 DISPATCHABLE_STATUSES = ("approved", "watch")
+# Wording in SMS and ticket events of each status that receives no offers.
+OUT_OF_DISPATCH_STATUSES = {"pending": "机构尚未通过审核", "suspended": "机构已被暂停派单", "revoked": "机构资格已撤销"}
 INITIAL_STATUS = "pending"
 CREATION_REASON = "新登记"
 # Documents whose expiry takes an agency out of dispatch, with their labels.
@@ -184,3 +186,17 @@ def expired_documents(agency: Agency, today: date) -> list[str]:
 def may_receive_offers(agency: Agency, today: date) -> bool:
     """Return whether status and documents allow offers on `today`. Dispatch checks capacity and towns itself."""
     return agency.status in DISPATCHABLE_STATUSES and not expired_documents(agency, today)
+
+
+def out_of_dispatch_reason(agency: Agency, today: date) -> str | None:
+    """Return why `agency` may not receive offers on `today`, in Chinese for SMS and ticket events, or None.
+
+    The text names the status first, then each expired document with its expiry date.
+    """
+    reasons = []
+    if agency.status not in DISPATCHABLE_STATUSES:
+        reasons.append(OUT_OF_DISPATCH_STATUSES[agency.status])
+    expiries = document_expiries(agency)
+    for document in expired_documents(agency, today):
+        reasons.append(f"{DOCUMENTS[document][0]}已于 {expiries[document].isoformat()} 到期")
+    return "，".join(reasons) or None

@@ -260,6 +260,7 @@ class User(SQLModel, table=True):
                                   description="Referrers only: the town (街镇) they serve.")
     committee: str | None = Field(default=None, max_length=64,
                                   description="Referrers only: their residents' (居委) or village (村委) committee.")
+    session_version: int = Field(default=0, description="Stored in each login session; raising it ends them all.")
     created_at: datetime = Field(default_factory=now)
 
 
@@ -321,7 +322,8 @@ class LoginAttempt(SQLModel, table=True):
 class UserChange(SQLModel, table=True):
     """One change an admin made to a staff or referrer account, kept as its audit trail.
 
-    `action` is unlocked, deactivated, activated or password_reset. `actor` is "user:ID" of the admin.
+    `action` is unlocked, deactivated, activated, password_reset or token_revoked. `actor` is "user:ID" of
+    the admin. `detail` names what a token_revoked row revoked: the token's prefix and name.
     """
 
     id: int | None = Field(default=None, primary_key=True)
@@ -330,6 +332,7 @@ class UserChange(SQLModel, table=True):
     actor: str = Field(max_length=64)
     at: datetime = Field(default_factory=now)
     remote_addr: str | None = Field(default=None, max_length=45, description="None for a change made by the CLI.")
+    detail: str | None = Field(default=None, max_length=200)
 
 
 class RuleSetVersion(SQLModel, table=True):

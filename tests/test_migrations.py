@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import MetaData, Table, create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import hotline.models  # noqa: F401  (registers the tables)
@@ -124,3 +125,49 @@ def test_downgrade_to_base_then_upgrade(empty_database_url):
     migrate.upgrade(empty_database_url)
 
     assert_schema_matches_models(empty_database_url)
+
+
+def test_upgrade_revokes_tokens_of_inactive_users(empty_database_url):
+    migrate.upgrade(empty_database_url, "7b2e4d1c9a30")
+    created = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    revoked_earlier = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        metadata = MetaData()
+        users = Table("user", metadata, autoload_with=connection)
+        api_tokens = Table("apitoken", metadata, autoload_with=connection)
+        connection.execute(users.insert(), [
+            {"id": 1, "username": "wang.li", "display_name": "王丽", "role": "operator", "password_hash": "x",
+             "on_duty": False, "active": True, "created_at": created},
+            {"id": 2, "username": "zhao.min", "display_name": "赵敏", "role": "operator", "password_hash": "x",
+             "on_duty": False, "active": False, "created_at": created},
+        ])
+        connection.execute(api_tokens.insert(), [
+            _api_token_values("active user", user_id=1, revoked_at=None, created=created),
+            _api_token_values("inactive user", user_id=2, revoked_at=None, created=created),
+            _api_token_values("inactive user, revoked earlier", user_id=2, revoked_at=revoked_earlier, created=created),
+            _api_token_values("source", user_id=None, revoked_at=None, created=created),
+        ])
+    engine.dispose()
+
+    migrate.upgrade(empty_database_url)
+
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            rows = dict(connection.execute(text("SELECT name, revoked_at FROM apitoken")).all())
+            versions = connection.execute(text('SELECT session_version FROM "user" ORDER BY id')).scalars().all()
+    finally:
+        engine.dispose()
+    assert rows["inactive user"] is not None
+    assert rows["active user"] is None
+    assert rows["source"] is None
+    assert str(rows["inactive user, revoked earlier"]).startswith("2026-12-02 09:00"), "an earlier revocation stays"
+    assert versions == [0, 0]
+
+
+def _api_token_values(name: str, user_id: int | None, revoked_at: datetime | None, created: datetime) -> dict:
+    """Build an apitoken row: a staff token acting as `user_id`, or a source token when it is None."""
+    source, role = ("shequyun", None) if user_id is None else (None, "operator")
+    return {"token_hash": name.ljust(64, "-"), "prefix": name[:10], "name": name, "source": source, "role": role,
+            "scopes": [], "user_id": user_id, "created_at": created, "revoked_at": revoked_at}

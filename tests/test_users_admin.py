@@ -12,8 +12,10 @@ from click.testing import CliRunner
 from sqlmodel import select
 from web_helpers import PASSWORD, csrf_token, log_in
 
+from hotline import tokens
 from hotline.cli import main
-from hotline.models import LoginAttempt, User, UserChange
+from hotline.models import ApiToken, LoginAttempt, User, UserChange
+from hotline.web import auth
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 
@@ -33,6 +35,20 @@ def _changes(runtime, username) -> list[tuple[str, str, str | None]]:
         user = session.exec(select(User).where(User.username == username)).one()
         rows = session.exec(select(UserChange).where(UserChange.user_id == user.id).order_by(UserChange.id)).all()
         return [(row.action, row.actor, row.remote_addr) for row in rows]
+
+
+def _token_prefix(runtime, secret) -> str:
+    with runtime.transaction() as session:
+        return session.exec(select(ApiToken.prefix).where(ApiToken.token_hash == tokens.digest(secret))).one()
+
+
+def _token_row(runtime, secret) -> ApiToken:
+    with runtime.transaction() as session:
+        return session.exec(select(ApiToken).where(ApiToken.token_hash == tokens.digest(secret))).one()
+
+
+def _api_status(client, secret) -> int:
+    return client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {secret}"}).status_code
 
 
 def _lock_out(client, username="operator"):
@@ -130,6 +146,7 @@ def test_cli_needs_an_active_admin(runtime, settings, seeded):
 
 def test_cli_deactivate_and_activate(app, runtime, settings, seeded):
     client = app.test_client()
+    prefix = _token_prefix(runtime, seeded["operator"])
     with time_machine.travel(MONDAY_MORNING, tick=False):
         assert log_in(client, "operator").status_code == 302
         deactivated = _cli(settings, "deactivate", "operator", "--by", "admin")
@@ -140,16 +157,18 @@ def test_cli_deactivate_and_activate(app, runtime, settings, seeded):
         allowed = log_in(app.test_client(), "operator")
 
     assert deactivated.exit_code == 0, deactivated.output
-    assert "deactivated operator" in deactivated.output
-    assert "1 live API token(s)" in deactivated.output, "the operator's token still works"
+    assert deactivated.output.splitlines() == ["deactivated operator; its open sessions have ended",
+                                               f"revoked 1 API token(s) of operator: {prefix}"]
     assert session_after.status_code == 302
     assert session_after.location.startswith("/login"), "the open session ended"
     assert refused.status_code == 401
-    assert twice.output.splitlines()[0] == "operator was already inactive"
-    assert activated.output.strip() == "activated operator"
+    assert twice.output.strip() == "operator was already inactive"
+    assert activated.output.splitlines()[0] == "activated operator"
+    assert "its 1 revoked API token(s) stay revoked" in activated.output
     assert allowed.status_code == 302
     admin_id = _user(runtime, "admin").id
     assert _changes(runtime, "operator") == [("deactivated", f"user:{admin_id}", None),
+                                             ("token_revoked", f"user:{admin_id}", None),
                                              ("activated", f"user:{admin_id}", None)]
 
 
@@ -169,7 +188,8 @@ def test_cli_reset_password_prints_it_once(app, runtime, settings, seeded):
         new = log_in(app.test_client(), "operator", password)
 
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("new password for operator (shown only now): ")
+    assert result.output.splitlines()[0] == "every open session of operator has ended"
+    assert result.output.splitlines()[1].startswith("new password for operator (shown only now): ")
     assert len(password) >= 16
     assert old.status_code == 401
     assert new.status_code == 302
@@ -212,14 +232,15 @@ def test_admin_page_unlocks_and_deactivates(admin, app, runtime, seeded):
     assert unlocked.status_code == 302
     assert "已解除 operator 的登录锁定。" in unlocked_page
     assert login.status_code == 302
-    assert "operator 已停用，不能再登录。" in deactivated_page
-    assert "仍有 1 个有效的 API 令牌" in deactivated_page
+    assert "operator 已停用，不能再登录；其所有已登录会话均已结束。" in deactivated_page
+    assert f"已吊销 operator 的 API 令牌，立即失效：{_token_prefix(runtime, seeded['operator'])}。" in deactivated_page
     assert "已停用" in _row(deactivated_page, "operator")
     assert activated.status_code == 302
     assert _user(runtime, "operator").active is True
     admin_id = _user(runtime, "admin").id
     assert _changes(runtime, "operator") == [("unlocked", f"user:{admin_id}", "127.0.0.1"),
                                              ("deactivated", f"user:{admin_id}", "127.0.0.1"),
+                                             ("token_revoked", f"user:{admin_id}", "127.0.0.1"),
                                              ("activated", f"user:{admin_id}", "127.0.0.1")]
 
 
@@ -275,3 +296,158 @@ def test_login_records_name_the_unlock(admin, app, runtime, settings, seeded):
         page = admin.get("/audit/logins").get_data(as_text=True)
 
     assert "管理员解除锁定" in page
+
+
+# --- sessions and API tokens of a deactivated or reset account ----------------------------------------
+
+
+def _tokens_cli(settings, *args: str):
+    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir)}
+    return CliRunner().invoke(main, ["tokens", *args], env=env)
+
+
+def _live_token_names(runtime) -> list[str]:
+    with runtime.transaction() as session:
+        return sorted(session.exec(select(ApiToken.name).where(ApiToken.revoked_at.is_(None))).all())
+
+
+def test_deactivation_stops_tokens_at_once(client, runtime, settings, seeded):
+    live_before = _live_token_names(runtime)
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        before = _api_status(client, seeded["operator"])
+        assert _cli(settings, "deactivate", "operator", "--by", "admin").exit_code == 0
+        after = _api_status(client, seeded["operator"])
+        other_user = _api_status(client, seeded["supervisor"])
+        assert _cli(settings, "activate", "operator", "--by", "admin").exit_code == 0
+        after_activation = _api_status(client, seeded["operator"])
+
+    assert before == 200
+    assert after == 401
+    assert other_user == 200, "another user's token keeps working"
+    assert after_activation == 401, "activation does not bring the revoked token back"
+    token = _token_row(runtime, seeded["operator"])
+    assert token.revoked_at == MONDAY_MORNING
+    assert _live_token_names(runtime) == [name for name in live_before if name != "operator"]
+    with runtime.transaction() as session:
+        [row] = session.exec(select(UserChange).where(UserChange.action == "token_revoked")).all()
+    assert row.user_id == _user(runtime, "operator").id
+    assert row.detail == f"{token.prefix} (operator)"
+
+
+def test_revoked_token_listed_by_cli_and_page(admin, runtime, settings, seeded):
+    token = _token_row(runtime, seeded["operator"])
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert _cli(settings, "deactivate", "operator", "--by", "admin").exit_code == 0
+        listed = _tokens_cli(settings, "list")
+        page = admin.get("/admin/tokens").get_data(as_text=True)
+
+    row = next(line for line in listed.output.splitlines() if line.startswith(token.prefix))
+    assert row.endswith("2026-12-07 09:00"), "the REVOKED column shows the deactivation"
+    match = re.search(rf'<tr id="token-{token.id}"[^>]*>(.*?)</tr>', page, re.S)
+    assert match, "the token is listed on /admin/tokens"
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td>(.*?)</td>", match.group(1), re.S)]
+    assert cells[6] == "2026-12-07 09:00", "the revoked column shows the deactivation"
+
+
+def test_token_for_inactive_user_rejected(runtime, settings, seeded):
+    assert _cli(settings, "deactivate", "operator", "--by", "admin").exit_code == 0
+    count_before = len(_live_token_names(runtime))
+
+    result = _tokens_cli(settings, "create", "--role", "operator", "--user", "operator")
+
+    assert result.exit_code == 1
+    assert "user 'operator' is deactivated" in result.output
+    assert len(_live_token_names(runtime)) == count_before
+
+
+def test_reset_password_ends_every_session(app, runtime, settings, seeded):
+    first, second, supervisor = app.test_client(), app.test_client(), app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(first, "operator").status_code == 302
+        assert log_in(second, "operator").status_code == 302
+        assert log_in(supervisor, "supervisor").status_code == 302
+        result = _cli(settings, "reset-password", "operator", "--by", "admin")
+        password = result.output.strip().rsplit(": ", 1)[1]
+        ended = [client.get("/") for client in (first, second)]
+        other_user = supervisor.get("/")
+        fresh = app.test_client()
+        assert log_in(fresh, "operator", password).status_code == 302
+        fresh_page = fresh.get("/")
+
+    for response in ended:
+        assert response.status_code == 302
+        assert response.location.startswith("/login")
+    assert other_user.status_code == 200, "another user's session goes on"
+    assert fresh_page.status_code == 200, "a login with the new password starts a working session"
+    assert _user(runtime, "operator").session_version == 1
+    assert _user(runtime, "supervisor").session_version == 0
+
+
+def test_reset_password_keeps_api_tokens(client, runtime, settings, seeded):
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert _cli(settings, "reset-password", "operator", "--by", "admin").exit_code == 0
+        status = _api_status(client, seeded["operator"])
+
+    assert status == 200, "a password reset ends sessions, not API tokens"
+
+
+def test_reactivation_keeps_old_sessions_ended(app, runtime, settings, seeded):
+    old = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(old, "operator").status_code == 302
+        assert _cli(settings, "deactivate", "operator", "--by", "admin").exit_code == 0
+        assert _cli(settings, "activate", "operator", "--by", "admin").exit_code == 0
+        old_page = old.get("/")
+        new = app.test_client()
+        assert log_in(new, "operator").status_code == 302
+        new_page = new.get("/")
+
+    assert old_page.status_code == 302
+    assert old_page.location.startswith("/login"), "a session from before the deactivation stays ended"
+    assert new_page.status_code == 200
+
+
+def test_admin_page_activation_keeps_tokens_revoked(admin, app, runtime, seeded):
+    operator_id = _user(runtime, "operator").id
+    operator = app.test_client()
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        assert log_in(operator, "operator").status_code == 302
+        token = csrf_token(admin, "/admin/users")
+        admin.post(f"/admin/users/{operator_id}/deactivate", data={"csrf_token": token})
+        activated = admin.post(f"/admin/users/{operator_id}/activate", data={"csrf_token": token})
+        page = admin.get(activated.location).get_data(as_text=True)
+        operator_page = operator.get("/")
+        api_status = _api_status(app.test_client(), seeded["operator"])
+
+    assert "operator 已重新启用。" in page
+    assert "此前吊销的 API 令牌仍为吊销状态" in page
+    assert operator_page.status_code == 302, "the session opened before the deactivation stays ended"
+    assert api_status == 401
+
+
+def test_session_without_version_ends_after_reset(app, runtime, settings, seeded):
+    operator_id = _user(runtime, "operator").id
+    client = app.test_client()
+    with client.session_transaction() as cookie:
+        cookie["_user_id"] = str(operator_id)
+        cookie["_fresh"] = True
+
+    with time_machine.travel(MONDAY_MORNING, tick=False):
+        before = client.get("/")
+        assert _cli(settings, "reset-password", "operator", "--by", "admin").exit_code == 0
+        after = client.get("/")
+
+    assert before.status_code == 200, "a session from before versions were stored works while the version is 0"
+    assert after.status_code == 302
+    assert after.location.startswith("/login")
+
+
+def test_load_user_rejects_malformed_ids(app, runtime, seeded):
+    operator_id = _user(runtime, "operator").id
+
+    with app.app_context():
+        assert auth.load_user(f"{operator_id}:0").username == "operator"
+        assert auth.load_user(f"{operator_id}:0").get_id() == f"{operator_id}:0"
+        for session_id in (f"{operator_id}:", f"{operator_id}:x", f"{operator_id}:1", f"{operator_id}:-1", "x:0",
+                           ":0", ""):
+            assert auth.load_user(session_id) is None, session_id

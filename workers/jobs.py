@@ -12,7 +12,7 @@ from hotline import outbox
 from hotline.agency_reminders import send_expiry_reminders
 from hotline.clock import now
 from hotline.delivery import deliver_message as _deliver
-from hotline.dispatch import offers
+from hotline.dispatch import offers, withdrawals
 from hotline.runtime import current
 from hotline.sla.sweep import sweep_breaches
 
@@ -32,12 +32,15 @@ def sweep_sla() -> int:
 
 
 def sweep_offers() -> int:
-    """Time out overdue offers, then dispatch again every agency-service ticket left without one."""
+    """Withdraw the offers of agencies out of dispatch and time out overdue offers, then dispatch again
+    every agency-service ticket left without one."""
     runtime = current()
-    expired = offers.expire_offers(runtime, now())
+    instant = now()
+    withdrawn = withdrawals.withdraw_ineligible_offers(runtime, instant)
+    expired = offers.expire_offers(runtime, instant)
     for ticket_id in offers.stalled_ticket_ids(runtime):
         runtime.queue.enqueue("dispatch_ticket", ticket_id)
-    return expired
+    return withdrawn + expired
 
 
 def sweep_outbox() -> int:

@@ -1,5 +1,6 @@
 """JSON API of the agency registry: every staff role reads, admins register and edit, supervisors and
-admins change the vetting status."""
+admins change the vetting status. A status that takes the agency out of dispatch withdraws its pending
+offers (hotline.dispatch.withdrawals)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from hotline.api.auth import STAFF_ROLES, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.clock import isoformat, local, now
+from hotline.dispatch import withdrawals
 from hotline.i18n import current_language
-from hotline.models import Agency, AgencyStatusChange, Town
+from hotline.models import Agency, AgencyStatusChange, Offer, Ticket, Town
 from hotline.reports.fairness import FairnessRow, fairness_report, parse_since
 from hotline.validation import N_, InputError
 from hotline.vocabulary import DECLINE_REASONS, label
@@ -140,9 +142,16 @@ def change_status(agency_id: int):
 
     with runtime().transaction() as session:
         agency = _agency_or_404(session, agency_id)
-        agencies.change_status(session, agency, body.get("status"), body.get("reason"), g.caller.actor,
-                               g.caller.user_id, now())
-        return jsonify(_detail(session, agency))
+        outcome = withdrawals.change_agency_status(session, runtime(), agency, body.get("status"), body.get("reason"),
+                                                   g.caller.actor, g.caller.user_id, now())
+        view = _detail(session, agency)
+        view["withdrawn_offers"] = [_offer_ref(offer, ticket) for offer, ticket in outcome.withdrawn]
+        view["accepted_offers"] = [_offer_ref(offer, ticket) for offer, ticket in outcome.still_accepted]
+        return jsonify(view)
+
+
+def _offer_ref(offer: Offer, ticket: Ticket) -> dict[str, Any]:
+    return {"ticket": ticket.number, "attempt": offer.attempt, "code": offer.code}
 
 
 def agency_json(agency: Agency, towns: dict[str, str], today: date, language: str) -> dict[str, Any]:

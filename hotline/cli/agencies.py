@@ -18,6 +18,7 @@ from hotline import agencies
 from hotline.agency_fields import SERVICES
 from hotline.clock import isoformat, local, now
 from hotline.config import ConfigError
+from hotline.dispatch import withdrawals
 from hotline.i18n import CHINESE, TRANSLATIONS_DIR
 from hotline.models import Agency, Town, User
 from hotline.validation import InputError
@@ -109,8 +110,8 @@ def update_command(name_or_id: str, username: str, **options) -> None:
 STATUS_COMMANDS = {
     "approve": ("approved", "审核通过（准入），或解除观察、恢复派单。"),
     "watch": ("watch", "列入观察期；观察期内照常派单。"),
-    "suspend": ("suspended", "暂停派单。"),
-    "revoke": ("revoked", "撤销资格；撤销后不能恢复。"),
+    "suspend": ("suspended", "暂停派单；待接单的派单随即撤回并改派。"),
+    "revoke": ("revoked", "撤销资格；撤销后不能恢复，待接单的派单随即撤回并改派。"),
 }
 
 
@@ -120,15 +121,33 @@ def _status_command(name: str, to_status: str, summary: str) -> click.Command:
     @click.option("--reason", required=True, help="原因，记入状态历史。")
     @click.option("--by", "username", required=True, help="操作人的用户名（值班主管或管理员）。")
     def command(name_or_id: str, reason: str, username: str) -> None:
-        with _transaction() as (session, _runtime):
+        with _transaction() as (session, runtime):
             user = _staff(session, username, agencies.STATUS_ROLES)
             agency = _agency(session, name_or_id)
-            change = _apply(lambda: agencies.change_status(session, agency, to_status, reason, f"user:{user.id}",
-                                                           user.id, now()))
-            click.echo(f"#{agency.id} {agency.name}：{label(agencies.STATUSES, change.from_status)} → "
-                       f"{label(agencies.STATUSES, change.to_status)}")
+            outcome = _apply(lambda: withdrawals.change_agency_status(session, runtime, agency, to_status, reason,
+                                                                      f"user:{user.id}", user.id, now()))
+            change = outcome.change
+            lines = [f"#{agency.id} {agency.name}：{label(agencies.STATUSES, change.from_status)} → "
+                     f"{label(agencies.STATUSES, change.to_status)}"]
+            lines += _offer_lines(outcome)
+        for line in lines:
+            click.echo(line)
 
     return command
+
+
+def _offer_lines(outcome: withdrawals.StatusChangeOutcome) -> list[str]:
+    """Word the offers a status change withdrew and the accepted ones it left with the agency."""
+    lines = []
+    if outcome.withdrawn:
+        offers = "、".join(f"{ticket.number}（派单码 {offer.code}）" for offer, ticket in outcome.withdrawn)
+        lines.append(f"已撤回 {len(outcome.withdrawn)} 个待接单的派单并短信告知该机构，"
+                     f"各工单随即重新自动派单：{offers}")
+    if outcome.still_accepted:
+        offers = "、".join(f"{ticket.number}（派单码 {offer.code}）" for offer, ticket in outcome.still_accepted)
+        lines.append(f"该机构已接单、尚未办结的工单 {len(outcome.still_accepted)} 个：{offers}。"
+                     "如需换机构，请在工单页面撤回派单。")
+    return lines
 
 
 for _name, (_status, _summary) in STATUS_COMMANDS.items():

@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from hotline.agencies import out_of_dispatch_reason
 from hotline.clock import local
 from hotline.dispatch import targets
 from hotline.events import record_event
@@ -227,6 +228,10 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
         offer = session.get(Offer, offer_id)
         if offer is None:
             return OfferAnswer(False, "未找到该派单。")
+        if accept:
+            rejection = _rejection_out_of_dispatch(session, runtime, offer, now)
+            if rejection is not None:
+                return OfferAnswer(False, rejection, offer)
         new_state = "accepted" if accept else "declined"
         claimed = session.execute(
             update(Offer)
@@ -255,6 +260,26 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
         schedule_job(session, "dispatch_ticket", ticket.id)
         log.info("Dispatch: offer %s declined by agency %s", offer.id, agency.id)
         return OfferAnswer(True, f"已记录拒绝派单 {offer.code}。", offer)
+
+
+def _rejection_out_of_dispatch(session: Session, runtime, offer: Offer, now: datetime) -> str | None:
+    """Word why the agency of `offer` may not accept it now, or return None when it may.
+
+    An agency that was suspended or revoked, or whose filing or licence expired, may not accept. Its
+    pending offers are withdrawn by the status change or by the next offer sweep, so a pending offer is
+    rejected here only in the seconds before that.
+    """
+    if offer.state not in ("pending", "cancelled"):
+        return None
+    agency = session.get(Agency, offer.agency_id)
+    cause = out_of_dispatch_reason(agency, local(now, runtime.settings.timezone).date())
+    if cause is None:
+        return None
+    log.info("Dispatch: acceptance of offer %s rejected; agency %s may not receive offers (status %s)", offer.id,
+             agency.id, agency.status)
+    if offer.state == "cancelled":
+        return f"派单 {offer.code} 已撤回，不能接单：{cause}。无需再处理。"
+    return f"派单 {offer.code} 不能接单：{cause}。此派单即将撤回，无需再处理。"
 
 
 def _accepted(session: Session, runtime, ticket: Ticket, agency: Agency, offer: Offer, actor: str,

@@ -53,6 +53,11 @@ class StaffUser(UserMixin):
     username: str
     display_name: str
     role: str
+    session_version: int = 0
+
+    def get_id(self) -> str:
+        """Return the id Flask-Login stores in the session: "USER_ID:SESSION_VERSION"."""
+        return f"{self.id}:{self.session_version}"
 
     @property
     def actor(self) -> str:
@@ -78,19 +83,31 @@ def init_login(app) -> LoginManager:
     return manager
 
 
-def load_user(user_id: str) -> StaffUser | None:
-    """Load the session's user; a deactivated account ends the session at its next request."""
-    if not user_id.isdigit():
+def load_user(session_id: str) -> StaffUser | None:
+    """Load the session's user from its "USER_ID:SESSION_VERSION" id, or return None to end the session.
+
+    A session ends when its account is deactivated or when its version differs from the account's,
+    because a password reset or a deactivation raised the account's version. A plain "USER_ID", written before sessions
+    carried a version, is accepted while the account's version is still 0.
+    """
+    user_id, separator, version = session_id.partition(":")
+    if not user_id.isdigit() or (separator and not version.isdigit()):
         return None
     with runtime().transaction() as session:
         user = session.get(User, int(user_id))
         if user is None or not user.active:
             return None
+        if int(version or 0) != user.session_version:
+            # Debug level, because an ended session repeats this on every request until it logs in again.
+            log.debug("Web auth: session of user %s ended: version %s, account at %s", user.id, version or 0,
+                      user.session_version)
+            return None
         return staff_user(user)
 
 
 def staff_user(user: User) -> StaffUser:
-    return StaffUser(id=user.id, username=user.username, display_name=user.display_name, role=user.role)
+    return StaffUser(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
+                     session_version=user.session_version)
 
 
 def roles_required(*roles: str):

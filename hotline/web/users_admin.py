@@ -1,5 +1,6 @@
 """The admins' account page: every account with its role, state, lockout and last login, with buttons to
-clear a lockout and to deactivate or activate an account."""
+clear a lockout and to deactivate or activate an account. Deactivating also ends the account's sessions
+and revokes its API tokens (see hotline.accounts.set_active)."""
 
 from __future__ import annotations
 
@@ -85,16 +86,19 @@ def _set_active(user_id: int, active: bool):
         with runtime().transaction() as session:
             user = _user_or_404(session, user_id)
             username = user.username
-            changed = accounts.set_active(session, user, active, current_user.id, now(), request.remote_addr)
-            tokens_left = accounts.live_token_count(session, user)
+            change = accounts.set_active(session, user, active, current_user.id, now(), request.remote_addr)
+            revoked_before = accounts.revoked_token_count(session, user) if active else 0
     except InputError as error:
         flash(gettext(error.template, **error.params), "error")
         return redirect(url_for("web_users_admin.users_page"))
 
-    flash(_outcome_message(username, active, changed), "success" if changed else "info")
-    if changed and not active and tokens_left:
-        flash(gettext("%(username)s still has %(count)s API tokens that work; revoke them with "
-                      "hotline tokens revoke.", username=username, count=tokens_left), "info")
+    flash(_outcome_message(username, active, change.changed), "success" if change.changed else "info")
+    if change.revoked_tokens:
+        flash(gettext("Revoked the API tokens of %(username)s, which stop working at once: %(prefixes)s.",
+                      username=username, prefixes=", ".join(change.revoked_tokens)), "info")
+    if change.changed and revoked_before:
+        flash(gettext("API tokens revoked earlier stay revoked; issue a new one with hotline tokens create if "
+                      "%(username)s needs the API.", username=username), "info")
     return redirect(url_for("web_users_admin.users_page"))
 
 
@@ -102,8 +106,10 @@ def _outcome_message(username: str, active: bool, changed: bool) -> str:
     if active:
         return gettext("%(username)s is active again.", username=username) if changed else \
             gettext("%(username)s was already active.", username=username)
-    return gettext("%(username)s is deactivated and can no longer log in.", username=username) if changed else \
-        gettext("%(username)s was already inactive.", username=username)
+    if changed:
+        return gettext("%(username)s is deactivated and can no longer log in; every open session has ended.",
+                       username=username)
+    return gettext("%(username)s was already inactive.", username=username)
 
 
 def _user_or_404(session: Session, user_id: int) -> User:
