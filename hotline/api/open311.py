@@ -16,11 +16,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext
 from sqlmodel import Session, select
+from werkzeug.exceptions import HTTPException
 
 from hotline import intake
 from hotline.api import schemas
 from hotline.api.auth import Caller, authenticate_secret, required_scope
-from hotline.api.errors import ApiError
+from hotline.api.errors import HTTP_MESSAGES, ApiError, log_too_large, too_large_message
 from hotline.api.idempotency import run_idempotent
 from hotline.clock import isoformat, now
 from hotline.models import Ticket
@@ -119,6 +120,18 @@ def _error(error: ApiError | InputError):
     if "field" in params:
         params["field"] = PARAMETERS.get(params["field"], params["field"])
     description = gettext(error.template, **params) if params else gettext(error.template)
+    return jsonify([{"code": status, "description": description}]), status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    """Return an HTTP error raised in a GeoReport view, such as 413 for an oversized POST, in GeoReport's format."""
+    status = error.code or 500
+    if status == 413:
+        log_too_large()
+        description = too_large_message()
+    else:
+        description = gettext(HTTP_MESSAGES.get(status, (None, N_("The request failed.")))[1])
     return jsonify([{"code": status, "description": description}]), status
 
 
