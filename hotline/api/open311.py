@@ -72,7 +72,7 @@ OPEN311_REQUEST = {
     "properties": {
         "service_code": {"type": "string", "enum": list(SERVICES_BY_CODE)},
         "jurisdiction_id": _param(64, "Accepted and ignored: the hotline serves Qingpu District only."),
-        "phone": schemas.required_text(40, "Resident's mobile, or landline with its area code."),
+        "phone": schemas.required_text(40, "Resident's mobile, or landline with its area code; one number only."),
         "first_name": _param(32),
         "last_name": _param(32),
         "description": _param(2000),
@@ -117,8 +117,9 @@ def runtime():
 def _error(error: ApiError | InputError):
     status = error.status if error.status in (401, 403, 404, 429) else 400
     params = dict(error.params)
-    if "field" in params:
-        params["field"] = PARAMETERS.get(params["field"], params["field"])
+    for key in ("field", "other_field"):
+        if key in params:
+            params[key] = PARAMETERS.get(params[key], params[key])
     description = gettext(error.template, **params) if params else gettext(error.template)
     return jsonify([{"code": status, "description": description}]), status
 
