@@ -6,6 +6,7 @@ from flask import Flask, jsonify
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hotline.request_body import BodyLimitedRequest
 from hotline.runtime import Runtime
 
 
@@ -40,6 +41,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     settings = runtime.settings
 
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.request_class = BodyLimitedRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from hotline import credit_codes, phones
 from hotline.models import Town
-from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.validation import N_, InputError, multiple_phones, required, unknown_value, wrong_type
 from hotline.vocabulary import AGENCY_KINDS
 
 ALL_TOWNS = "*"
@@ -210,12 +210,23 @@ def _capacity(value: Any, field: str) -> int:
 def _phone(text: str, field: str) -> phonenumbers.PhoneNumber:
     try:
         number = phones.normalise(text)
+    except phones.MultiplePhoneNumbers:
+        raise _multiple_phones(field, text) from None
     except phones.InvalidPhoneNumber:
         raise InputError("invalid_phone", INVALID_PHONE_MESSAGE, field=field, value=text) from None
     if number.extension is not None:
         raise InputError("invalid_phone", N_("Phone number %(value)s has an extension; give a number that is "
                                              "reached directly."), field=field, value=text)
     return phonenumbers.parse(number.e164)
+
+
+def _multiple_phones(field: str, text: str) -> InputError:
+    """Point a second contact_phone number to other_phones, and a list item of two numbers to two items."""
+    if field == "other_phones":
+        return InputError("multiple_phones", N_("Each item of %(field)s takes one phone number, but %(value)s "
+                                                "contains more than one; give each number as its own item."),
+                          field=field, value=text)
+    return multiple_phones(field, text, other_field="other_phones")
 
 
 def _mobile(value: Any, field: str) -> str | None:

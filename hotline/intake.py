@@ -32,7 +32,7 @@ from hotline.tickets import (
     open_ticket,
 )
 from hotline.towns import all_towns, find_town
-from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.validation import N_, InputError, multiple_phones, required, unknown_value, wrong_type
 from hotline.vocabulary import DEATH_PLACES, FLAGS, NEEDS, REFERRAL_CATEGORIES
 
 log = logging.getLogger("hotline.intake")
@@ -227,8 +227,11 @@ def _town_code(session: Session, name_or_code: str) -> str:
 
 
 def _phone(text: str, field: str) -> phones.PhoneNumber:
+    """Normalise one phone number. A ticket and a referral keep one number each, so a second one is an error."""
     try:
         return phones.normalise(text)
+    except phones.MultiplePhoneNumbers:
+        raise multiple_phones(field, text, other_field="note") from None
     except phones.InvalidPhoneNumber:
         raise InputError("invalid_phone", INVALID_PHONE_MESSAGE, field=field, value=text) from None
 

@@ -3,6 +3,10 @@
 Input is NFKC-normalised first, so full-width digits, the full-width hyphen and the ideographic space
 become ASCII. An extension written with 转, 分机, ext or x is split off before parsing because
 phonenumbers rejects `…转8001`. A bare 8-digit number is a Shanghai landline and gets the 021 area code.
+
+A field contains one number. Text with two different numbers, such as "13812345678 / 021-59201234" or
+"13812345678，13987654321", raises MultiplePhoneNumbers rather than keeping one of them: phonenumbers
+itself would parse "13812345678;13987654321" as the first number and drop the second without an error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ SHANGHAI_AREA_CODE = "021"
 
 _EXTENSION = re.compile(r"^(?P<number>.*?)\s*(?:转|分机|ext\.?|x|#)\s*(?P<extension>\d{1,6})\s*$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s\-.()（）]")
+# Separators people write between two numbers in one field, as they read after NFKC turns ，；／｜ into ASCII.
+_LIST_SEPARATORS = re.compile(r"[/,;|\\、\n]|或者|或|和|及|\bor\b|\band\b", re.IGNORECASE)
 
 
 class InvalidPhoneNumber(ValueError):
@@ -30,12 +36,31 @@ class PhoneNumber:
     extension: str | None = None
 
 
+class MultiplePhoneNumbers(InvalidPhoneNumber):
+    """Text that contains two or more different phone numbers where one is expected."""
+
+    def __init__(self, text: str, numbers: list[PhoneNumber]):
+        super().__init__(f"{text!r} contains {len(numbers)} phone numbers")
+        self.numbers = numbers
+
+
 def normalise(text: str) -> PhoneNumber:
-    """Return the E.164 form of `text` and its extension; raise InvalidPhoneNumber if it is impossible."""
+    """Return the E.164 form of `text` and its extension.
+
+    Raise MultiplePhoneNumbers if the text lists two different numbers, and InvalidPhoneNumber if it is
+    not one possible number.
+    """
     cleaned = unicodedata.normalize("NFKC", text or "").strip()
     if not cleaned:
         raise InvalidPhoneNumber("empty phone number")
 
+    listed = _listed_numbers(cleaned)
+    if len(set(listed)) > 1:
+        raise MultiplePhoneNumbers(text, listed)
+    return _parse_one(cleaned, text)
+
+
+def _parse_one(cleaned: str, text: str) -> PhoneNumber:
     number_part, extension = _split_extension(cleaned)
     digits_only = _SEPARATORS.sub("", number_part)
     if digits_only.isdigit() and len(digits_only) == 8:
@@ -74,6 +99,35 @@ def mask(e164: str | None) -> str | None:
     if len(national) <= 7:
         return "*" * len(national)
     return national[:3] + "****" + national[-4:]
+
+
+def _listed_numbers(cleaned: str) -> list[PhoneNumber]:
+    """Parse each part of a text that may list several numbers; return the parts that are valid numbers.
+
+    Parts are split at list separators. A part that is not one number is split again at spaces, which
+    finds "13812345678 13987654321" but not the groups of "138 1234 5678", none of which is valid alone.
+    """
+    found = []
+    for part in _LIST_SEPARATORS.split(cleaned):
+        number = _number_or_none(part)
+        if number is not None:
+            found.append(number)
+            continue
+        for word in part.split():
+            number = _number_or_none(word)
+            if number is not None:
+                found.append(number)
+    return found
+
+
+def _number_or_none(part: str) -> PhoneNumber | None:
+    part = part.strip()
+    if not part:
+        return None
+    try:
+        return _parse_one(part, part)
+    except InvalidPhoneNumber:
+        return None
 
 
 def _split_extension(text: str) -> tuple[str, str | None]:

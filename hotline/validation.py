@@ -39,6 +39,16 @@ def unknown_value(field: str, value: Any, accepted) -> InputError:
     )
 
 
+def multiple_phones(field: str, value: str, other_field: str) -> InputError:
+    """Build the error for a phone field that contains two numbers. `other_field` names the field for the others."""
+    return InputError(
+        "multiple_phones",
+        N_("Field %(field)s contains more than one phone number: %(value)s. It takes one number; put any other "
+           "number in %(other_field)s."),
+        field=field, value=value, other_field=other_field,
+    )
+
+
 TYPE_MESSAGES = {
     "string": N_("Field %(field)s must be a string."),
     "object": N_("Field %(field)s must be a JSON object."),

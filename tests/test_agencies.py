@@ -194,6 +194,8 @@ def test_create_stores_clean_fields(runtime, seeded, new_agency):
     ("contact_phone", "021-59200496", "invalid_phone"),  # a landline cannot receive offer SMS
     ("contact_phone", "12345", "invalid_phone"),
     ("other_phones", ["021-59200496转8001"], "invalid_phone"),
+    ("contact_phone", "13900000009 / 13900000010", "multiple_phones"),
+    ("other_phones", ["021-59201234，021-59201235"], "multiple_phones"),
     ("towns", ["朱家角"], "invalid_value"),
     ("towns", [], "required"),
     ("services", ["subsidy_info"], "invalid_value"),

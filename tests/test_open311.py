@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import time_machine
+from sqlmodel import select
 
 from hotline import tokens
 from hotline.api.open311 import SERVICES
+from hotline.models import Ticket
 
 START = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 REQUEST = {
@@ -92,6 +94,17 @@ def test_post_bad_phone_names_parameter(client, seeded):
 
     assert response.status_code == 400
     assert response.get_json()[0]["description"].startswith("Phone number 12345 is not a valid number")
+
+
+def test_post_two_phone_numbers_rejected(client, seeded, runtime):
+    response = _post(client, seeded["shequyun"], {**REQUEST, "phone": "13912345678 / 021-59201234"}, language="en")
+
+    assert response.status_code == 400
+    assert response.get_json()[0]["description"] == (
+        "Field phone contains more than one phone number: 13912345678 / 021-59201234. It takes one number; put "
+        "any other number in description.")
+    with runtime.transaction() as session:
+        assert session.exec(select(Ticket)).all() == []
 
 
 def test_post_unknown_service_code(client, seeded):

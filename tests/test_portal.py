@@ -297,6 +297,8 @@ def test_form_files_referral(worker_client, runtime, worker):
     ({"resident.name": "名" * 65}, "resident.name", "最多填写 64 个字"),
     ({"resident.phone": None}, "resident.phone", "请填写此项"),
     ({"resident.phone": "12345"}, "resident.phone", "电话号码 12345 无效"),
+    ({"resident.phone": "139 0000 2222 / 021-59201234"}, "resident.phone", "此处只能填写一个电话号码"),
+    ({"resident.phone": "13900002222，13900003333"}, "resident.phone", "其他号码请写在“给话务员的说明”中"),
     ({"resident.town": ""}, "resident.town", "请填写此项"),
     ({"resident.town": "北京"}, "resident.town", "请从所列选项中选择"),
     ({"resident.committee": "居" * 65}, "resident.committee", "最多填写 64 个字"),
@@ -320,6 +322,14 @@ def test_form_field_errors(worker_client, runtime, changes, field, message):
     assert f'aria-describedby="{element}-error"' in page
     assert f'name="form_token" value="{token}"' in page, "the corrected form files under the same token"
     assert _ticket_count(runtime) == 0
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_form_keeps_phone_extension(worker_client, runtime):
+    number = _file(worker_client, **{"resident.phone": "021-59200496 分机 8001"})
+
+    ticket = _ticket(runtime, number)
+    assert (ticket.caller_phone, ticket.caller_phone_ext) == ("+862159200496", "8001")
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

@@ -21,6 +21,19 @@ REFERRAL = {
 }
 
 
+# One field with two numbers, as referrers type them: joined by a slash, a full-width comma, a semicolon, 、,
+# 或, a space, and an extension number followed by a mobile.
+TWO_NUMBERS = [
+    "13812345678 / 021-59201234",
+    "13812345678，13987654321",
+    "13812345678;13987654321",
+    "13812345678、13987654321",
+    "13812345678 或 13987654321",
+    "13812345678 13987654321",
+    "021-59201234转8001 / 13812345678",
+]
+
+
 def _post(client, token, body, language="zh-CN"):
     return client.post("/api/v1/referrals", json=body,
                        headers={"Authorization": f"Bearer {token}", "Accept-Language": language})
@@ -128,6 +141,9 @@ def test_concurrent_duplicates_make_one_ticket(app, seeded, runtime):
     ("(021)59209729", "+862159209729"),
     ("021-59200496转8001", "+862159200496"),
     ("177 5878 0368", "+8617758780368"),
+    ("021 5920 1252", "+862159201252"),
+    ("+86 21 59201252", "+862159201252"),
+    ("0086 177 5878 0368", "+8617758780368"),
 ])
 def test_phone_typed_forms_normalised(client, seeded, runtime, typed, expected):
     _post(client, seeded["community_worker"], _with(resident__phone=typed))
@@ -137,12 +153,41 @@ def test_phone_typed_forms_normalised(client, seeded, runtime, typed, expected):
     assert ticket.caller_phone == expected
 
 
-def test_phone_extension_kept_apart(client, seeded, runtime):
-    _post(client, seeded["community_worker"], _with(resident__phone="021-59200496 分机 8001"))
+@pytest.mark.parametrize("typed", ["021-59200496 分机 8001", "021-59200496转8001", "021-59200496 ext. 8001",
+                                   "021-59200496 x8001"])
+def test_phone_extension_kept_apart(client, seeded, runtime, typed):
+    response = _post(client, seeded["community_worker"], _with(resident__phone=typed))
 
+    assert response.status_code == 201, response.get_json()
     with runtime.transaction() as session:
         ticket = session.exec(select(Ticket)).one()
+    assert ticket.caller_phone == "+862159200496"
     assert ticket.caller_phone_ext == "8001"
+
+
+@pytest.mark.parametrize("person", ["resident", "referrer"])
+@pytest.mark.parametrize("typed", TWO_NUMBERS)
+def test_two_phone_numbers_rejected(client, seeded, runtime, person, typed):
+    before = _row_counts(runtime)
+
+    response = _post(client, seeded["community_worker"], _with(**{f"{person}__phone": typed}))
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "multiple_phones"
+    assert error["field"] == f"{person}.phone"
+    assert f"字段 {person}.phone 填写了不止一个电话号码：{typed}" in error["message"]
+    assert "其他号码请写在 note 中" in error["message"]
+    assert _row_counts(runtime) == before
+
+
+def test_two_phone_numbers_message_in_english(client, seeded):
+    response = _post(client, seeded["community_worker"], _with(resident__phone="13812345678 / 021-59201234"),
+                     language="en")
+
+    assert response.get_json()["error"]["message"] == (
+        "Field resident.phone contains more than one phone number: 13812345678 / 021-59201234. It takes one "
+        "number; put any other number in note.")
 
 
 @pytest.mark.parametrize("changes, status, code, field", [

@@ -294,6 +294,30 @@ def test_new_ticket_bad_phone_kept(operator, runtime, seeded):
         assert session.exec(select(Ticket)).all() == []
 
 
+@pytest.mark.parametrize("typed", ["13812345678 / 021-59201234", "13812345678，13987654321", "13812345678 13987654321"])
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_new_ticket_two_phone_numbers_rejected(operator, runtime, seeded, typed):
+    response = post_form(operator, "/tickets/new", {"channel": "walk_in", "category": "consultation",
+                                                    "caller_phone": typed, "note": "保留这段备注"})
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "此处只能填写一个电话号码，其他号码请写在备注中。" in page
+    assert f'value="{typed}"' in page
+    assert "保留这段备注" in page
+    with runtime.transaction() as session:
+        assert session.exec(select(Ticket)).all() == []
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_new_ticket_keeps_phone_extension(operator, runtime, seeded):
+    response = post_form(operator, "/tickets/new", {"channel": "phone", "category": "consultation",
+                                                    "caller_phone": "021-59200496 转 8001"})
+
+    ticket = _ticket(runtime, response.location.rsplit("/", 1)[1])
+    assert (ticket.caller_phone, ticket.caller_phone_ext) == ("+862159200496", "8001")
+
+
 @time_machine.travel(MONDAY_MORNING, tick=False)
 def test_pages_switch_to_english_and_back(operator, seeded):
     refer(operator, seeded["community_worker"], "A")

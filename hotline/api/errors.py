@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +23,11 @@ HTTP_MESSAGES = {
 }
 
 
+# NOTE: Werkzeug also raises 413 for a multipart body of more than MAX_FORM_PARTS (1000) parts, or with a
+# field over MAX_FORM_MEMORY_SIZE, and that body gets this message too although it may be under the limit.
+TOO_LARGE_MESSAGE = N_("Request body is too large; the limit is %(limit)s bytes.")
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, template: str, field: str | None = None, **params):
         if field is not None:
@@ -33,6 +38,16 @@ class ApiError(Exception):
         self.template = template
         self.field = field
         self.params = params
+
+
+def too_large_message() -> str:
+    """Return the 413 message in the caller's language, with the limit in bytes."""
+    return gettext(TOO_LARGE_MESSAGE, limit=request.max_content_length)
+
+
+def log_too_large() -> None:
+    log.warning("Request: rejected %s %s with a body over %s bytes (Content-Length: %s)", request.method,
+                request.path, request.max_content_length, request.headers.get("Content-Length", "none, chunked"))
 
 
 def error_response(status: int, code: str, template: str, field: str | None = None, params: dict | None = None):
@@ -51,12 +66,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
+        if error.code == 413:
+            log_too_large()
         if not _wants_json():
             return _html_error(error)
         if error.code == 413:
-            limit = current_app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(413, "too_large", N_("Request body is too large; the limit is %(limit)s bytes."),
-                                  params={"limit": limit})
+            return error_response(413, "too_large", TOO_LARGE_MESSAGE, params={"limit": request.max_content_length})
         code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
         return error_response(error.code or 500, code, template)
 
@@ -72,6 +87,8 @@ PAGE_MESSAGES = {
     400: (N_("Invalid request"), N_("The page received a request it cannot handle. Go back and try again.")),
     403: (N_("Not allowed"), N_("Your account may not open this page. Ask a supervisor if you need it.")),
     404: (N_("Page not found"), N_("This page does not exist. Go back to the queue and try again.")),
+    413: (N_("Form too large"), N_("The form was larger than the limit of %(kilobytes)s KB, so nothing was saved. "
+                                   "Go back, shorten the longest text and send the form again.")),
     500: (N_("Something went wrong"), N_("The request was not applied. Try again; if it fails again, tell the "
                                           "system administrator.")),
 }
@@ -82,15 +99,19 @@ OFFER_LINK_NOT_FOUND = (N_("Link not valid"), N_("This link is wrong or no longe
 def _html_error(error: HTTPException):
     status = error.code or 500
     messages = PAGE_MESSAGES.get(status, (N_("Request failed"), N_("The request could not be handled.")))
+    params = {}
     if status == 404 and request.path.startswith("/offers/"):
         messages = OFFER_LINK_NOT_FOUND
-    return _html_page(status, *messages)
+    if status == 413:
+        params = {"kilobytes": f"{round(request.max_content_length / 1024, 1):g}"}
+    return _html_page(status, *messages, **params)
 
 
-def _html_page(status: int, title: str, message: str):
+def _html_page(status: int, title: str, message: str, **params):
     from hotline.i18n import current_language
 
-    page = render_template("error.html", title=gettext(title), message=gettext(message), language=current_language())
+    page = render_template("error.html", title=gettext(title), message=gettext(message, **params),
+                           language=current_language())
     return page, status
 
 

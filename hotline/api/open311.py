@@ -16,11 +16,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext
 from sqlmodel import Session, select
+from werkzeug.exceptions import HTTPException
 
 from hotline import intake
 from hotline.api import schemas
 from hotline.api.auth import Caller, authenticate_secret, required_scope
-from hotline.api.errors import ApiError
+from hotline.api.errors import HTTP_MESSAGES, ApiError, log_too_large, too_large_message
 from hotline.api.idempotency import run_idempotent
 from hotline.clock import isoformat, now
 from hotline.models import Ticket
@@ -71,7 +72,7 @@ OPEN311_REQUEST = {
     "properties": {
         "service_code": {"type": "string", "enum": list(SERVICES_BY_CODE)},
         "jurisdiction_id": _param(64, "Accepted and ignored: the hotline serves Qingpu District only."),
-        "phone": schemas.required_text(40, "Resident's mobile, or landline with its area code."),
+        "phone": schemas.required_text(40, "Resident's mobile, or landline with its area code; one number only."),
         "first_name": _param(32),
         "last_name": _param(32),
         "description": _param(2000),
@@ -116,9 +117,22 @@ def runtime():
 def _error(error: ApiError | InputError):
     status = error.status if error.status in (401, 403, 404, 429) else 400
     params = dict(error.params)
-    if "field" in params:
-        params["field"] = PARAMETERS.get(params["field"], params["field"])
+    for key in ("field", "other_field"):
+        if key in params:
+            params[key] = PARAMETERS.get(params[key], params[key])
     description = gettext(error.template, **params) if params else gettext(error.template)
+    return jsonify([{"code": status, "description": description}]), status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    """Return an HTTP error raised in a GeoReport view, such as 413 for an oversized POST, in GeoReport's format."""
+    status = error.code or 500
+    if status == 413:
+        log_too_large()
+        description = too_large_message()
+    else:
+        description = gettext(HTTP_MESSAGES.get(status, (None, N_("The request failed.")))[1])
     return jsonify([{"code": status, "description": description}]), status
 
 

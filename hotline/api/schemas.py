@@ -63,7 +63,7 @@ REFERRAL = {
             "type": ["object", "null"],
             "properties": {
                 "name": optional_text(64),
-                "phone": optional_text(40, "Mobile or landline; normalised to E.164."),
+                "phone": optional_text(40, "One mobile or landline number; normalised to E.164."),
                 "org": optional_text(100, "Organisation, such as a residents' committee."),
             },
             "additionalProperties": False,
@@ -72,7 +72,8 @@ REFERRAL = {
             "type": "object",
             "properties": {
                 "name": optional_text(64),
-                "phone": required_text(40, "Mobile, or landline with its area code; an extension after 转 is kept."),
+                "phone": required_text(40, "One mobile number, or one landline with its area code; an extension after "
+                                           "转 is kept. Two numbers are rejected with multiple_phones."),
                 "town": required_text(32, "Name or statistical code of a Qingpu town (街镇)."),
                 "committee": optional_text(64, "Residents' or village committee (居委/村委)."),
                 "address": optional_text(200),

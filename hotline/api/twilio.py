@@ -11,9 +11,10 @@ from functools import wraps
 
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlmodel import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from hotline import intake
-from hotline.api.errors import ApiError
+from hotline.api.errors import ApiError, log_too_large
 from hotline.api.idempotency import run_idempotent
 from hotline.clock import now
 from hotline.dispatch.offers import answer_sms
@@ -31,6 +32,16 @@ bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
 def runtime():
     return current_app.extensions["hotline"]
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(error: RequestEntityTooLarge):
+    """Reject an oversized webhook with 413 and empty TwiML, which ends a call and sends no SMS reply.
+
+    The signature covers the whole body, so the request cannot be authenticated, and nothing of it is stored.
+    """
+    log_too_large()
+    return Response(twiml.empty(), status=413, mimetype="text/xml")
 
 
 def signed(view):

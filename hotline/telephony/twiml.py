@@ -75,6 +75,11 @@ def hangup() -> str:
     return str(VoiceResponse())
 
 
+def empty() -> str:
+    """Return an empty <Response/>, valid TwiML for voice and for messaging, which does nothing."""
+    return str(MessagingResponse())
+
+
 def sms_reply(text: str | None) -> str:
     """Return a messaging response with one reply message, or with none when `text` is empty."""
     response = MessagingResponse()

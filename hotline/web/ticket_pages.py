@@ -200,6 +200,8 @@ def _hand_ticket_fields(form, town_codes: set[str]) -> tuple[dict[str, Any], dic
     if raw_phone:
         try:
             phone = phones.normalise(raw_phone)
+        except phones.MultiplePhoneNumbers:
+            errors["caller_phone"] = gettext("Write one phone number here; put any other number in the note.")
         except phones.InvalidPhoneNumber:
             errors["caller_phone"] = gettext(
                 "Phone number %(value)s is not a valid number; write a mobile number such as 13812345678 or a "
