@@ -24,6 +24,8 @@ LANGUAGES = ("zh_Hans_CN", "en")
 # several platforms or agencies may share one address behind a NAT.
 DEFAULT_RATE_LIMIT_PER_TOKEN = "120/minute"
 DEFAULT_RATE_LIMIT_PER_IP = "300/minute"
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,8 @@ class Settings:
     languages: tuple[str, ...] = field(default=LANGUAGES)
     rate_limit_per_token: str = DEFAULT_RATE_LIMIT_PER_TOKEN
     rate_limit_per_ip: str = DEFAULT_RATE_LIMIT_PER_IP
+    # Lets webhooks reach loopback addresses (http or https), for tests and a demo on one machine.
+    webhook_allow_loopback: bool = False
 
     @property
     def in_process_jobs(self) -> bool:
@@ -91,6 +95,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         rate_limit_per_token=_read_rate_limit(env, "HOTLINE_RATE_LIMIT_PER_TOKEN", DEFAULT_RATE_LIMIT_PER_TOKEN),
         rate_limit_per_ip=_read_rate_limit(env, "HOTLINE_RATE_LIMIT_PER_IP", DEFAULT_RATE_LIMIT_PER_IP),
+        webhook_allow_loopback=_read_bool(env, "HOTLINE_WEBHOOK_ALLOW_LOOPBACK", default=False),
     )
 
 
@@ -104,6 +109,17 @@ def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], de
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is invalid: expected one of {', '.join(choices)}")
     return value
+
+
+def _read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _read_str(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE_WORDS:
+        return True
+    if raw.lower() in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}={raw!r} is invalid: expected true or false (or 1/0, yes/no, on/off)")
 
 
 def _read_int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:

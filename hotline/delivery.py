@@ -53,15 +53,24 @@ def deliver_message(runtime, message_id: int, now: datetime) -> bool:
 
 
 def _post_webhook(runtime, message: OutboxMessage, target: webhooks.Target | None, now: datetime) -> bool:
-    """POST a claimed webhook delivery and record the outcome; a delivery whose webhook is gone fails at once."""
+    """POST a claimed webhook delivery and record the outcome.
+
+    A delivery whose webhook is gone, or whose URL now leads to an address webhooks may not reach, fails
+    at once without retries.
+    """
     try:
         if target is None:
             raise webhooks.WebhookError("the webhook was removed or its token revoked")
-        status = webhooks.post(target, message.body, now)
+        status = webhooks.post(target, message.body, now, runtime.settings.webhook_allow_loopback)
     except webhooks.WebhookError as error:
+        rejected = isinstance(error, webhooks.DestinationRejected)
+        if rejected:
+            log.warning("Delivery: webhook delivery %s to %s rejected by the SSRF guard: %s (%s)", message.id,
+                        message.recipient, error, error.detail)
         with runtime.transaction() as session:
             stored = session.get(OutboxMessage, message.id)
-            webhooks.record_failed_attempt(session, stored, str(error), now, retryable=target is not None)
+            webhooks.record_failed_attempt(session, stored, str(error), now,
+                                           retryable=target is not None and not rejected)
         return False
 
     with runtime.transaction() as session:

@@ -9,25 +9,28 @@ never lost and never sent for a change that rolled back. Each attempt signs the 
 A failed attempt is retried with exponential back-off (30 s doubling, at most an hour apart) until 24
 hours after the change, and the delivery is then marked failed. Delivery is at least once: a receiver
 deduplicates on `event_id`.
+
+The URL's host is resolved at registration and again before every attempt, and each attempt connects to
+an address that passed `ssrf_guard`'s check: public addresses only, and loopback where
+HOTLINE_WEBHOOK_ALLOW_LOOPBACK allows it. An attempt to a host that fails the check is not retried.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 from sqlmodel import Session, select
 
-from hotline import outbox
+from hotline import outbox, ssrf_guard
 from hotline.clock import as_aware_utc, isoformat
 from hotline.models import ApiToken, OutboxMessage, Ticket, TicketEvent, Webhook
 from hotline.validation import N_, InputError
@@ -42,7 +45,6 @@ FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 3600
 TIMEOUT_SECONDS = 10
 URL_MAX = 500
-LOOPBACK_NAMES = ("localhost",)
 # Delivery states as the API and the CLI show them, by outbox status.
 DELIVERY_STATES = {"pending": "pending", "sending": "pending", "sent": "delivered", "failed": "failed"}
 
@@ -51,16 +53,36 @@ class WebhookError(Exception):
     """An attempt that did not get a 2xx answer."""
 
 
+class DestinationRejected(WebhookError):
+    """An attempt not made because the URL's host now resolves to an address webhooks may not reach.
+
+    The message is stored as the delivery's last error, which the platform reads, so it leaves out the
+    address: a platform could otherwise learn how the hotline's DNS resolves internal names. `detail`
+    names the address, for the log.
+    """
+
+    def __init__(self, message: str, detail: str):
+        super().__init__(message)
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class Target:
     url: str
     secret: str
 
 
+@dataclass(frozen=True)
+class CheckedUrl:
+    """A webhook URL that passed `check_url`. Its host is checked again before every delivery."""
+
+    url: str
+
+
 # --- registration ----------------------------------------------------------------------------------
 
 
-def register(session: Session, token: ApiToken, url: str, now: datetime) -> tuple[Webhook, bool, str]:
+def register(session: Session, token: ApiToken, checked: CheckedUrl, now: datetime) -> tuple[Webhook, bool, str]:
     """Register or replace the webhook of a source token; return it, whether it is new, and its new secret.
 
     Every registration issues a new secret, so a platform that lost its secret registers again.
@@ -68,7 +90,7 @@ def register(session: Session, token: ApiToken, url: str, now: datetime) -> tupl
     """
     if token.source is None:
         raise ValueError("only a referral-source token may register a webhook")
-    url = check_url(url)
+    url = checked.url
     secret = "whsec_" + secrets.token_hex(24)
     webhook = find_for_token(session, token.id)
     created = webhook is None
@@ -83,50 +105,60 @@ def register(session: Session, token: ApiToken, url: str, now: datetime) -> tupl
     return webhook, created, secret
 
 
-def check_url(url: str) -> str:
-    """Return the URL stripped, or raise InputError unless it is https (or http to a loopback host)."""
+def check_url(url: str, allow_loopback: bool = False) -> CheckedUrl:
+    """Return the URL stripped, or raise InputError unless webhooks may be sent to it.
+
+    The URL must be https, and its host must resolve to public addresses only (see `ssrf_guard`). With
+    `allow_loopback`, a host that resolves to loopback addresses is accepted too, over http or https.
+    The DNS lookup takes up to `ssrf_guard.LOOKUP_TIMEOUT_SECONDS`, so call this outside a transaction.
+    """
     url = (url or "").strip()
     parts = urlsplit(url)
     if len(url) > URL_MAX:
         raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."), field="url",
                          limit=URL_MAX)
-    if not parts.hostname or parts.scheme not in ("https", "http"):
-        raise InputError("invalid_url", N_("Field %(field)s must be an https URL, such as https://example.cn/hook."),
-                         field="url")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InputError("invalid_url", N_("Field %(field)s must be an https URL, such as https://example.cn/hook."),
-                         field="url")
+    if not parts.hostname or parts.scheme not in ("https", "http") or not _has_valid_port(parts):
+        raise _not_https()
+    if parts.scheme == "http" and not allow_loopback:
+        raise _not_https()
     if parts.username or parts.password:
         raise InputError("invalid_url", N_("Field %(field)s must not contain a user name or password."), field="url")
-    if _is_internal_address(parts.hostname):
-        raise InputError("invalid_url", N_("Field %(field)s must not point to a private or reserved network address."),
-                         field="url")
-    return url
+    addresses = _registration_addresses(parts.hostname, allow_loopback)
+    if parts.scheme == "http" and not _all_loopback(addresses):
+        raise _not_https()
+    return CheckedUrl(url)
 
 
-def _is_internal_address(host: str) -> bool:
-    """Return whether `host` is an IP literal of a private, link-local, reserved or unspecified network.
-
-    Loopback is left to the http rule above, which admits it for a receiver on the same machine.
-    NOTE: host names are not resolved here, so a name that resolves to an internal address is not caught.
-    """
+def _registration_addresses(host: str, allow_loopback: bool) -> list[ssrf_guard.IPAddress]:
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if address.is_loopback:
-        return False
-    return address.is_private or address.is_link_local or address.is_reserved or address.is_unspecified \
-        or address.is_multicast
+        return ssrf_guard.checked_addresses(host, allow_loopback)
+    except ssrf_guard.LookupFailed as error:
+        log.info("Webhooks: registration rejected: %s", error)
+        if error.temporary:
+            raise InputError("unresolved_host", N_("The host name %(host)s in field %(field)s could not be looked up "
+                                                   "now; try again later."), field="url", host=host) from None
+        raise InputError("unresolved_host", N_("The host name %(host)s in field %(field)s was not found; "
+                                               "check the URL."), field="url", host=host) from None
+    except ssrf_guard.AddressRejected as error:
+        log.warning("Webhooks: registration rejected: %s", error)
+        raise InputError("invalid_url", N_("Field %(field)s must not point to a loopback, private or reserved "
+                                           "network address."), field="url") from None
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
+def _not_https() -> InputError:
+    return InputError("invalid_url", N_("Field %(field)s must be an https URL, such as https://example.cn/hook."),
+                      field="url")
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
         return False
+
+
+def _all_loopback(addresses: list[ssrf_guard.IPAddress]) -> bool:
+    return all(address.is_loopback for address in addresses)
 
 
 def find_for_token(session: Session, token_id: int) -> Webhook | None:
@@ -222,17 +254,38 @@ def find_target(session: Session, message: OutboxMessage) -> Target | None:
     return Target(webhook.url, webhook.secret)
 
 
-def post(target: Target, body: str, now: datetime) -> int:
-    """POST a signed body; return the HTTP status, or raise WebhookError unless it is 2xx."""
+def post(target: Target, body: str, now: datetime, allow_loopback: bool = False) -> int:
+    """POST a signed body to a checked address of the URL's host; return the HTTP status.
+
+    The host is resolved again for every attempt, and the request connects to an address that passed the
+    check, so a name that has come to resolve to an internal address is not posted to (DestinationRejected).
+    Raises WebhookError for a failed lookup, a failed request or a response other than 2xx.
+    """
+    parts = urlsplit(target.url)
+    addresses = _delivery_addresses(parts, allow_loopback)
     try:
-        response = requests.post(target.url, data=body.encode("utf-8"),
-                                 headers=signed_headers(target.secret, body, now),
-                                 timeout=TIMEOUT_SECONDS, allow_redirects=False)
+        response = ssrf_guard.post(target.url, addresses, data=body.encode("utf-8"),
+                                   headers=signed_headers(target.secret, body, now), timeout=TIMEOUT_SECONDS)
     except requests.RequestException as error:
         raise WebhookError(f"{type(error).__name__}: {error}") from error
     if not 200 <= response.status_code < 300:
         raise WebhookError(f"HTTP {response.status_code}")
     return response.status_code
+
+
+def _delivery_addresses(parts: SplitResult, allow_loopback: bool) -> list[ssrf_guard.IPAddress]:
+    try:
+        addresses = ssrf_guard.checked_addresses(parts.hostname, allow_loopback)
+    except ssrf_guard.LookupFailed as error:
+        raise WebhookError(str(error)) from None
+    except ssrf_guard.AddressRejected as error:
+        raise DestinationRejected(f"not sent: {parts.hostname} resolves to a loopback, private or reserved "
+                                  "address", str(error)) from None
+    if parts.scheme == "http" and not _all_loopback(addresses):
+        public = next(address for address in addresses if not address.is_loopback)
+        raise DestinationRejected(f"not sent: the URL is plain http and {parts.hostname} resolves to an address "
+                                  "that is not loopback", f"{parts.hostname} resolves to {public}")
+    return addresses
 
 
 def record_failed_attempt(session: Session, message: OutboxMessage, error: str, now: datetime,

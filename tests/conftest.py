@@ -22,7 +22,7 @@ from hotline.config import load_settings
 from hotline.queueing import InProcessQueue
 from hotline.runtime import build_runtime
 
-pytest_plugins = ["twilio_mock"]
+pytest_plugins = ["twilio_mock", "webhook_receiver"]
 
 POSTGRES_ADMIN_URL = os.environ.get("HOTLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HOTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -77,12 +77,14 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def settings(database_url, tmp_path):
+def settings(database_url, tmp_path, request):
+    """Settings on the test database; a test marked `webhook_loopback` may send webhooks to 127.0.0.1."""
     base = load_settings({"HOTLINE_INSTANCE_DIR": str(tmp_path), "HOTLINE_TWILIO_AUTH_TOKEN": "test-auth-token",
                           "HOTLINE_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
                           "HOTLINE_PUBLIC_BASE_URL": "https://hotline.example.test",
                           "HOTLINE_SECRET_KEY": "test-secret-key-0123456789"})
-    return replace(base, database_url=database_url)
+    allow_loopback = request.node.get_closest_marker("webhook_loopback") is not None
+    return replace(base, database_url=database_url, webhook_allow_loopback=allow_loopback)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ def test_defaults_embedded(tmp_path):
     assert str(settings.timezone) == "Asia/Shanghai"
     assert settings.sms_backend == "console"
     assert settings.trusted_proxy_hops == 0
+    assert settings.webhook_allow_loopback is False
 
 
 def test_postgres_url_uses_psycopg3():
@@ -33,6 +34,7 @@ def test_postgres_url_uses_psycopg3():
     ("HOTLINE_TRUSTED_PROXY_HOPS", "11", "integer from 0 to 10"),
     ("HOTLINE_SMS_BACKEND", "pigeon", "console, twilio"),
     ("HOTLINE_SECRET_KEY", "short", "at least 16 characters"),
+    ("HOTLINE_WEBHOOK_ALLOW_LOOPBACK", "sometimes", "expected true or false"),
 ])
 def test_malformed_value_names_variable(name, value, expected):
     with pytest.raises(ConfigError) as raised:
@@ -40,6 +42,15 @@ def test_malformed_value_names_variable(name, value, expected):
 
     assert name in str(raised.value)
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("TRUE", True), ("1", True), ("on", True),
+                                             ("yes", True), ("false", False), ("0", False), ("off", False),
+                                             ("no", False), ("", False)])
+def test_webhook_loopback_switch_read(value, expected):
+    settings = load_settings({"HOTLINE_WEBHOOK_ALLOW_LOOPBACK": value})
+
+    assert settings.webhook_allow_loopback is expected
 
 
 def test_twilio_backend_needs_credentials():

@@ -89,8 +89,11 @@ def test_docs_page_uses_local_redoc(client):
 
 
 @pytest.fixture
-def fuzz_app(runtime, seeded):
-    """The app with limits high enough for a fuzzing run, and tokens for every kind of caller."""
+def fuzz_app(runtime, seeded, fake_dns):
+    """The app with limits high enough for a fuzzing run, and tokens for every kind of caller.
+
+    `fake_dns` resolves no name, so the webhook URLs the fuzzer makes up are never looked up outside.
+    """
     from hotline import create_app
 
     runtime.settings = replace(runtime.settings, rate_limit_per_token="100000/minute",

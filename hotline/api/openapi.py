@@ -197,7 +197,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/webhook"): {
         "summary": "Register or replace the token's webhook",
         "description": "Each status change of the source's referrals is POSTed to the URL, signed; see "
-                       "docs/webhooks.md. The response carries a new signing secret, shown only this once.",
+                       "docs/webhooks.md. The URL must be https, and its host must resolve to public addresses "
+                       "only (422 `invalid_url` or `unresolved_host` otherwise). The response carries a new "
+                       "signing secret, shown only this once.",
         "tags": ["platform"], "security": BEARER, "requestBody": _body("WebhookRegistration"),
         "responses": {"201": _json_response("Registered.", _ref("Webhook")),
                       "200": _json_response("Replaced, with a new secret.", _ref("Webhook")),

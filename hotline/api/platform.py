@@ -73,10 +73,10 @@ def referral_view(session: Session, ticket: Ticket, language: str) -> dict[str, 
 @require(source=True)
 def register_webhook():
     """Register or replace the token's webhook; the response carries the new secret, shown only this once."""
-    url = json_object()["url"]
+    checked = webhooks.check_url(json_object()["url"], runtime().settings.webhook_allow_loopback)
     with runtime().transaction() as session:
         token = session.get(ApiToken, g.caller.token_id)
-        webhook, created, secret = webhooks.register(session, token, url, now())
+        webhook, created, secret = webhooks.register(session, token, checked, now())
         view = {**webhooks.webhook_view(webhook), "secret": secret}
     response = jsonify(view)
     response.status_code = 201 if created else 200

@@ -114,7 +114,8 @@ WEBHOOK_REGISTRATION = {
     "title": "WebhookRegistration",
     "properties": {
         "url": {**required_text(500), "format": "uri",
-                "description": "https URL that receives the status changes (http only for a loopback host)."},
+                "description": "https URL that receives the status changes; its host must resolve to public "
+                               "addresses only."},
     },
     "required": ["url"],
     "additionalProperties": False,

@@ -10,7 +10,7 @@ from hotline import accounts, phones, webhooks
 from hotline import tokens as token_store
 from hotline.clock import local, now
 from hotline.config import ConfigError, load_settings
-from hotline.models import User
+from hotline.models import ApiToken, User
 from hotline.referrers import REFERRER_ROLES, InvalidReferrerPhone, is_referrer, referrer_mobile
 from hotline.towns import all_towns, find_town
 from hotline.validation import InputError
@@ -282,7 +282,8 @@ def tokens_revoke(prefix: str) -> None:
 
 @tokens.command("webhook", help="Register, show or remove the webhook of the source token whose prefix is PREFIX.")
 @click.argument("prefix")
-@click.option("--url", help="https URL that receives the referrals' status changes; prints the new signing secret.")
+@click.option("--url", help="https URL that receives the referrals' status changes; its host must resolve to public "
+                            "addresses. Prints the new signing secret.")
 @click.option("--show", is_flag=True, help="Print the webhook and its latest deliveries.")
 @click.option("--remove", is_flag=True, help="Delete the webhook; pending deliveries fail.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500),
@@ -291,13 +292,11 @@ def tokens_webhook(prefix: str, url: str | None, show: bool, remove: bool, limit
     if sum((url is not None, show, remove)) != 1:
         raise click.UsageError("give exactly one of --url, --show or --remove")
     runtime = _runtime()
+    if url is not None:
+        _register_webhook(runtime, prefix, url)
+        return
     with runtime.transaction() as session:
-        token = _token_by_prefix(session, prefix)
-        if token.source is None:
-            raise click.ClickException(f"{token.prefix} is a staff token; webhooks belong to source tokens")
-        if url is not None:
-            _register_webhook(session, token, url)
-            return
+        token = _source_token(session, prefix)
         webhook = webhooks.find_for_token(session, token.id)
         if webhook is None:
             raise click.ClickException(f"{token.prefix} has no webhook; register one with --url")
@@ -308,13 +307,26 @@ def tokens_webhook(prefix: str, url: str | None, show: bool, remove: bool, limit
         _show_webhook(session, webhook, limit, runtime.settings.timezone)
 
 
-def _register_webhook(session, token, url: str) -> None:
+def _register_webhook(runtime, prefix: str, url: str) -> None:
+    """Check the token, then the URL outside any transaction (its DNS lookup can take seconds), then register."""
+    with runtime.transaction() as session:
+        token_id = _source_token(session, prefix).id
     try:
-        webhook, created, secret = webhooks.register(session, token, url, now())
+        checked = webhooks.check_url(url, runtime.settings.webhook_allow_loopback)
     except InputError as error:
         raise click.BadParameter(str(error), param_hint="--url") from None
+    with runtime.transaction() as session:
+        token = session.get(ApiToken, token_id)
+        webhook, created, secret = webhooks.register(session, token, checked, now())
     click.echo(f"{'registered' if created else 'replaced'} webhook {webhook.url} for {token.prefix} ({token.source})")
     click.echo(f"signing secret (shown only now): {secret}")
+
+
+def _source_token(session, prefix: str):
+    token = _token_by_prefix(session, prefix)
+    if token.source is None:
+        raise click.ClickException(f"{token.prefix} is a staff token; webhooks belong to source tokens")
+    return token
 
 
 def _show_webhook(session, webhook, limit: int, tz) -> None:
