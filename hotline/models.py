@@ -32,6 +32,8 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_open_queue", "priority", "queue_rank", "due_at", "created_at", "id",
               postgresql_where=text(OPEN_TICKET_PREDICATE), sqlite_where=text(OPEN_TICKET_PREDICATE)),
         Index("ix_ticket_queue_order", "priority", "queue_rank", "due_at", "created_at", "id"),
+        # The dashboard counts tickets per day of intake.
+        Index("ix_ticket_created_at", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -202,6 +204,14 @@ class SlaClock(SQLModel, table=True):
         Index("ix_sla_clock_provisional_open", "id",
               postgresql_where=text("provisional AND state IN ('running', 'paused')"),
               sqlite_where=text("provisional AND state IN ('running', 'paused')")),
+        # The dashboard's on-time and first-response charts select clocks decided or started in a period.
+        # Partial indexes leave out the running clocks that every intake writes.
+        Index("ix_sla_clock_breached_at", "breached_at", postgresql_where=text("breached_at IS NOT NULL"),
+              sqlite_where=text("breached_at IS NOT NULL")),
+        Index("ix_sla_clock_met_at", "met_at", postgresql_where=text("met_at IS NOT NULL"),
+              sqlite_where=text("met_at IS NOT NULL")),
+        Index("ix_sla_clock_first_response_started", "started_at",
+              postgresql_where=text("target = 'first_response'"), sqlite_where=text("target = 'first_response'")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
