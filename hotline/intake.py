@@ -27,8 +27,10 @@ from hotline.tickets import (
     NewTicket,
     apply_rules,
     assign_numbers,
+    caller_history_counts,
     create_ticket,
     find_open_ticket_of_caller,
+    history_counts,
     open_ticket,
 )
 from hotline.towns import all_towns, find_town
@@ -59,25 +61,21 @@ class IntakeResult:
 # --- referrals -------------------------------------------------------------------------------------
 
 
-def find_referral(session: Session, source: str, external_id: str) -> Referral | None:
-    return session.exec(
-        select(Referral).where(Referral.source == source).where(Referral.external_id == external_id)
-    ).first()
-
-
 def take_referral(session: Session, runtime, source: str, body: Any, token_id: int | None,
                   now: datetime) -> IntakeResult:
     """File a referral from `source` (taken from the caller's token, never from the body)."""
     referral = validate_referral(session, body)
-    existing = find_referral(session, source, referral["external_id"])
-    if existing is not None:
+    resident = referral["resident"]
+    existing_id, history = _earlier_referral_and_history(session, source, referral["external_id"],
+                                                         resident["phone"], now)
+    if existing_id is not None:
+        existing = session.get(Referral, existing_id)
         ticket = session.get(Ticket, existing.ticket_id)
         _record_changed_resend(session, existing, ticket, body, now)
         return IntakeResult(ticket, created=False)
 
-    resident = referral["resident"]
     new_ticket = open_ticket(
-        session, runtime, now, actor=f"source:{source}",
+        session, runtime, now, actor=f"source:{source}", history=history,
         channel=SOURCE_CHANNELS.get(source, "referral_api"), source=source, category=referral["category"],
         needs=referral["needs"], flags=referral["flags"], town_code=resident["town_code"],
         committee=resident.get("committee"), address=resident.get("address"), caller_name=resident.get("name"),
@@ -94,6 +92,22 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
     session.flush()
     assign_numbers(session, runtime.settings.timezone)
     return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket)
+
+
+def _earlier_referral_and_history(session: Session, source: str, external_id: str, phone: str | None,
+                                  now: datetime) -> tuple[int | None, dict[str, int]]:
+    """Return the id of an earlier referral with this external_id, and the resident phone's history.
+
+    One query reads both, because nearly every referral is new and then needs the history for its rules.
+    """
+    earlier = (
+        select(Referral.id).where(Referral.source == source).where(Referral.external_id == external_id)
+        .scalar_subquery()
+    )
+    if not phone:
+        return session.execute(select(earlier)).scalar(), history_counts(None, None)
+    row = session.execute(select(earlier, *caller_history_counts(phone, now))).one()
+    return row[0], history_counts(row[1], row[2])
 
 
 def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket, body: dict[str, Any],

@@ -122,14 +122,16 @@ def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields
     return open_ticket(session, runtime, now, actor, **fields).ticket
 
 
-def open_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> NewTicket:
+def open_ticket(session: Session, runtime, now: datetime, actor: str, history: dict[str, int] | None = None,
+                **fields: Any) -> NewTicket:
     """Insert a ticket with its priority, its SLA clocks and an event for each.
 
     The rules and the SLA policy run before the insert, so the ticket row is written once, with its
     priority and due_at. The ticket carries a unique placeholder number until `assign_numbers` runs.
+    `history` is the caller's history when the caller has read it already (see `caller_history`).
     """
     ticket = Ticket(number=PLACEHOLDER_PREFIX + uuid.uuid4().hex[:12], created_at=now, updated_at=now, **fields)
-    facts = facts_for(session, runtime, ticket, now)
+    facts = facts_for(session, runtime, ticket, now, history)
     _set_priority(ticket, runtime.component("rules").evaluate_priority(facts), now)
     facts["priority"] = float(ticket.priority)
     clocks = sla_clocks.plan_intake_clocks(ticket, facts, runtime.component("sla_policies"),
@@ -178,10 +180,12 @@ def _set_priority(ticket: Ticket, decision, now: datetime) -> None:
     ticket.updated_at = now
 
 
-def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[str, Any]:
+def facts_for(session: Session, runtime, ticket: Ticket, now: datetime,
+              history: dict[str, int] | None = None) -> dict[str, Any]:
     """Gather what rule conditions may read: the ticket, its town, the caller's history and the clock."""
     town = find_town(session, ticket.town_code) if ticket.town_code else None
-    history = caller_history(session, ticket, now)
+    if history is None:
+        history = caller_history(session, ticket, now)
     workday = runtime.component("calendars").get("workday")
     clock_facts = {}
     if workday is not None:
@@ -193,21 +197,31 @@ def facts_for(session: Session, runtime, ticket: Ticket, now: datetime) -> dict[
 def caller_history(session: Session, ticket: Ticket, now: datetime) -> dict[str, int]:
     """Count the caller's other open tickets and their calls of the last 30 days, in one query."""
     if not ticket.caller_phone:
-        return {"open_tickets_of_caller": 0, "calls_last_30_days": 0}
+        return history_counts(None, None)
+    counts = session.execute(select(*caller_history_counts(ticket.caller_phone, now, ticket.id))).one()
+    return history_counts(*counts)
+
+
+def caller_history_counts(phone: str, now: datetime, exclude_ticket_id: int | None = None) -> tuple:
+    """Return scalar subqueries counting the open tickets and the calls of the last 30 days from `phone`."""
     open_tickets = (
         select(func.count(Ticket.id))
-        .where(Ticket.caller_phone == ticket.caller_phone)
+        .where(Ticket.caller_phone == phone)
         .where(Ticket.status.in_(OPEN_STATUSES))
     )
-    if ticket.id is not None:
-        open_tickets = open_tickets.where(Ticket.id != ticket.id)
+    if exclude_ticket_id is not None:
+        open_tickets = open_tickets.where(Ticket.id != exclude_ticket_id)
     calls = (
         select(func.count(Call.id))
-        .where(Call.from_phone == ticket.caller_phone)
+        .where(Call.from_phone == phone)
         .where(Call.started_at >= now - timedelta(days=30))
     )
-    counts = session.execute(select(open_tickets.scalar_subquery(), calls.scalar_subquery())).one()
-    return {"open_tickets_of_caller": int(counts[0]), "calls_last_30_days": int(counts[1])}
+    return open_tickets.scalar_subquery(), calls.scalar_subquery()
+
+
+def history_counts(open_tickets: int | None, calls: int | None) -> dict[str, int]:
+    """Return the caller-history facts of the rules from two counts; None counts as 0."""
+    return {"open_tickets_of_caller": int(open_tickets or 0), "calls_last_30_days": int(calls or 0)}
 
 
 def find_open_ticket_of_caller(session: Session, phone: str) -> Ticket | None:
