@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Index, UniqueConstraint, column, text
 from sqlmodel import Field, SQLModel
 
 from hotline.clock import now
+from hotline.nulls_last import NullsLast
 from hotline.vocabulary import OPEN_STATUSES
 
 
@@ -20,7 +21,8 @@ class Town(SQLModel, table=True):
     pilot: bool = Field(default=False, description="Agencies are piloted here.")
 
 
-# The predicate of the open queue's partial index; a query must name the same statuses to use it.
+# The predicate of the open queue's partial index. A query must name the same statuses to use it, and on
+# SQLite as literals (hotline.tickets.is_open).
 OPEN_TICKET_PREDICATE = "status IN ({})".format(", ".join(f"'{status}'" for status in OPEN_STATUSES))
 
 
@@ -29,9 +31,12 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_queue", "status", "priority", "queue_rank", "due_at"),
         Index("ix_ticket_caller_open", "caller_phone", "status"),
         # Both hold the order of hotline.tickets.queue_order, so a queue page is read off the index, not sorted.
-        Index("ix_ticket_open_queue", "priority", "queue_rank", "due_at", "created_at", "id",
+        # NullsLast renders due_at as `due_at IS NULL, due_at` on SQLite, so there both are expression indexes.
+        # NOTE: SQLAlchemy does not reflect SQLite expression indexes. So an Alembic batch operation that
+        # recreates the ticket table on SQLite drops both, and its revision must create them again.
+        Index("ix_ticket_open_queue", "priority", "queue_rank", NullsLast(column("due_at")), "created_at", "id",
               postgresql_where=text(OPEN_TICKET_PREDICATE), sqlite_where=text(OPEN_TICKET_PREDICATE)),
-        Index("ix_ticket_queue_order", "priority", "queue_rank", "due_at", "created_at", "id"),
+        Index("ix_ticket_queue_order", "priority", "queue_rank", NullsLast(column("due_at")), "created_at", "id"),
         # The dashboard counts tickets per day of intake.
         Index("ix_ticket_created_at", "created_at"),
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, update
+from sqlalchemy import String, bindparam, cast, func, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from hotline import checklists, referrers, webhooks
 from hotline.events import record_event
 from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
+from hotline.nulls_last import NullsLast
 from hotline.outbox import add_message, schedule_job
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
@@ -371,14 +372,23 @@ def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, n
 def queue_order():
     """ORDER BY of the operators' queue: priority, then rule precedence, then the earliest due.
 
-    Tickets without a running clock come last within their rank. The terms match the columns of the
-    indexes ix_ticket_open_queue and ix_ticket_queue_order in that order, and PostgreSQL's ascending
-    indexes keep NULLs last, so PostgreSQL reads a page off the index instead of sorting every row.
+    Tickets without a running clock come last within their rank. The terms are those of the indexes
+    ix_ticket_open_queue and ix_ticket_queue_order, NullsLast included, so PostgreSQL and SQLite read a
+    page off an index instead of sorting every row.
     """
     return (
         Ticket.priority.asc(),
         Ticket.queue_rank.asc(),
-        Ticket.due_at.asc().nulls_last(),
+        NullsLast(Ticket.due_at),
         Ticket.created_at.asc(),
         Ticket.id.asc(),
     )
+
+
+def is_open():
+    """WHERE term for open tickets, which matches the WHERE term of the partial index ix_ticket_open_queue.
+
+    The statuses are written into the SQL, not bound, because SQLite uses a partial index only when the
+    query repeats the index's WHERE term, and `status IN (?, ...)` does not repeat `status IN ('new', ...)`.
+    """
+    return Ticket.status.in_(bindparam("open_statuses", list(OPEN_STATUSES), expanding=True, literal_execute=True))

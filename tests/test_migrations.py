@@ -171,3 +171,33 @@ def _api_token_values(name: str, user_id: int | None, revoked_at: datetime | Non
     source, role = ("shequyun", None) if user_id is None else (None, "operator")
     return {"token_hash": name.ljust(64, "-"), "prefix": name[:10], "name": name, "source": source, "role": role,
             "scopes": [], "user_id": user_id, "created_at": created, "revoked_at": revoked_at}
+
+
+def queue_index_definitions(database_url: str) -> dict[str, str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return dict(connection.execute(text(
+                "SELECT name, sql FROM sqlite_master WHERE name IN ('ix_ticket_open_queue', 'ix_ticket_queue_order')"
+            )).all())
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_queue_indexes_put_nulls_last(tmp_path):
+    """compare_metadata skips SQLite expression indexes, so this checks the two queue indexes by their SQL."""
+    database_url = f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+    nulls_last = "(priority, queue_rank, due_at IS NULL, due_at, created_at, id)"
+    plain = "(priority, queue_rank, due_at, created_at, id)"
+
+    migrate.upgrade(database_url)
+    upgraded = queue_index_definitions(database_url)
+    migrate.downgrade(database_url, "1afb33168526")
+    downgraded = queue_index_definitions(database_url)
+
+    assert nulls_last in upgraded["ix_ticket_open_queue"]
+    assert "WHERE status IN ('new', 'in_progress', 'dispatching', 'dispatched', 'waiting')" in \
+        upgraded["ix_ticket_open_queue"]
+    assert nulls_last in upgraded["ix_ticket_queue_order"]
+    assert plain in downgraded["ix_ticket_open_queue"]
+    assert plain in downgraded["ix_ticket_queue_order"]

@@ -1,5 +1,5 @@
-"""The queue's order: a ticket with no running clock comes last in its rank, and on PostgreSQL every
-queue query reads its page off an index in queue order instead of sorting the open tickets."""
+"""The queue's order: a ticket with no running clock comes last in its rank, and on PostgreSQL and
+SQLite every queue query can read its page off an index in queue order instead of sorting the open tickets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from datetime import datetime
 import pytest
 import time_machine
 from sqlalchemy import create_engine, text
-from sqlmodel import select
+from sqlmodel import SQLModel, select
 from web_helpers import log_in, post_form, refer
 
+import hotline.models  # noqa: F401  (registers the tables)
 from hotline import tickets
 from hotline.models import Ticket
 from hotline.vocabulary import OPEN_STATUSES
@@ -20,6 +21,7 @@ from hotline.web.queue import QueueFilters, count_query, rows_query
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 ROW_NUMBER = re.compile(r'<tr data-number="(QP-\d{8}-\d{4})"')
 QUEUE_INDEXES = {"ix_ticket_open_queue", "ix_ticket_queue_order"}
+SQLITE_NULLS_LAST_TERMS = "(priority, queue_rank, due_at IS NULL, due_at, created_at, id)"
 
 
 @pytest.fixture
@@ -87,8 +89,7 @@ QUEUE_QUERIES = {
     "queue page": rows_query(QueueFilters()),
     "queue of one town and priority": rows_query(QueueFilters(priority=2, town="310118103")),
     "ticket list": select(Ticket).order_by(*tickets.queue_order()).limit(51),
-    "open ticket list": select(Ticket).where(Ticket.status.in_(OPEN_STATUSES)).order_by(*tickets.queue_order())
-    .limit(51),
+    "open ticket list": select(Ticket).where(tickets.is_open()).order_by(*tickets.queue_order()).limit(51),
 }
 
 
@@ -137,3 +138,64 @@ def test_partial_index_names_the_open_statuses(postgres_database_url):
     for status in OPEN_STATUSES:
         assert f"'{status}'" in definition
     assert "(priority, queue_rank, due_at, created_at, id)" in definition
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+    engine = create_engine(url)
+    SQLModel.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+# The index each queue query reads on SQLite: the partial one wherever the query selects open tickets.
+SQLITE_QUEUE_INDEXES = {
+    "queue page": "ix_ticket_open_queue",
+    "queue of one town and priority": "ix_ticket_open_queue",
+    "ticket list": "ix_ticket_queue_order",
+    "open ticket list": "ix_ticket_open_queue",
+}
+
+
+def _sqlite_plan(url: str, statement, index: str) -> list[str]:
+    """Return the EXPLAIN QUERY PLAN details of `statement` as the app sends it, read INDEXED BY `index`.
+
+    Which index SQLite picks depends on its statistics, so the test names the index. SQLite raises
+    "no query solution" when the query's WHERE terms do not let it use that partial index, and it adds
+    a "USE TEMP B-TREE FOR ORDER BY" step when the index does not hold the ORDER BY.
+    """
+    engine = create_engine(url)
+    try:
+        compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+        sql = str(compiled).replace("FROM ticket", f"FROM ticket INDEXED BY {index}", 1)
+        parameters = tuple(compiled.params[name] for name in compiled.positiontup)
+        with engine.connect() as connection:
+            return [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("name", QUEUE_QUERIES)
+def test_sqlite_queue_query_needs_no_sort(sqlite_url, name):
+    index = SQLITE_QUEUE_INDEXES[name]
+    details = _sqlite_plan(sqlite_url, QUEUE_QUERIES[name], index)
+
+    assert not [detail for detail in details if detail.startswith("USE TEMP B-TREE")]
+    assert any(f"INDEX {index}" in detail for detail in details)
+
+
+def test_sqlite_queue_indexes_put_nulls_last(sqlite_url):
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            definitions = dict(connection.execute(text(
+                "SELECT name, sql FROM sqlite_master WHERE name IN ('ix_ticket_open_queue', 'ix_ticket_queue_order')"
+            )).all())
+    finally:
+        engine.dispose()
+
+    assert SQLITE_NULLS_LAST_TERMS in definitions["ix_ticket_open_queue"]
+    assert SQLITE_NULLS_LAST_TERMS in definitions["ix_ticket_queue_order"]
+    for status in OPEN_STATUSES:
+        assert f"'{status}'" in definitions["ix_ticket_open_queue"]

@@ -20,7 +20,6 @@ from hotline.validation import N_, required, unknown_value, wrong_type
 from hotline.vocabulary import (
     CATEGORIES,
     FINAL_STATUSES,
-    OPEN_STATUSES,
     PRIORITIES,
     SOURCES,
     STATUSES,
@@ -80,7 +79,7 @@ def _filtered(query, session: Session):
     for name, (column, accepted) in filters.items():
         value = request.args.get(name)
         if value == "open" and name == "status":
-            query = query.where(column.in_(OPEN_STATUSES))
+            query = query.where(tickets.is_open())
         elif value:
             if value not in accepted:
                 raise unknown_value(name, value, list(accepted) + (["open"] if name == "status" else []))
