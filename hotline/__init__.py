@@ -24,6 +24,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
     from hotline.web import (
+        agency_pages,
         auth,
         dashboard,
         dispatch_panel,
@@ -73,7 +74,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(dispatch_panel.bp)
     for blueprint in (platform_api.bp, open311.bp, openapi.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (merge_api.bp, users_admin.bp):
+    for blueprint in (merge_api.bp, users_admin.bp, agency_pages.bp):
         app.register_blueprint(blueprint)
 
     # The JSON API checks bearer tokens, Twilio webhooks their signatures and offer pages their signed

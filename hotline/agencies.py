@@ -94,15 +94,14 @@ def change_status(session: Session, agency: Agency, to_status: Any, reason: Any,
     The update is conditional on the status read before, so of two concurrent changes only one is
     applied and the other raises InputError with code "conflict".
     """
-    to_status, reason = _checked_change(agency, to_status, reason)
+    to_status, reason = check_change(agency, to_status, reason)
     from_status = agency.status
 
     result = session.execute(
         update(Agency).where(Agency.id == agency.id).where(Agency.status == from_status).values(status=to_status)
     )
     if result.rowcount != 1:
-        raise InputError("conflict", N_("The status of agency %(name)s changed while this request was handled; "
-                                        "reload it and try again."), field="status", status=409, name=agency.name)
+        raise conflict_error(agency)
 
     session.refresh(agency)
     change = AgencyStatusChange(agency_id=agency.id, from_status=from_status, to_status=to_status, reason=reason,
@@ -113,7 +112,14 @@ def change_status(session: Session, agency: Agency, to_status: Any, reason: Any,
     return change
 
 
-def _checked_change(agency: Agency, to_status: Any, reason: Any) -> tuple[str, str]:
+def conflict_error(agency: Agency) -> InputError:
+    """Build the error for a status change that lost a race with another change of the same agency."""
+    return InputError("conflict", N_("The status of agency %(name)s changed while this request was handled; "
+                                     "reload it and try again."), field="status", status=409, name=agency.name)
+
+
+def check_change(agency: Agency, to_status: Any, reason: Any) -> tuple[str, str]:
+    """Check a status change as change_status does, without writing; return the status and the stripped reason."""
     if not isinstance(to_status, str) or to_status not in STATUSES:
         raise unknown_value("status", to_status, list(STATUSES))
 
@@ -183,9 +189,13 @@ def expired_documents(agency: Agency, today: date) -> list[str]:
             if expires_on is not None and expires_on <= today]
 
 
-def may_receive_offers(agency: Agency, today: date) -> bool:
-    """Return whether status and documents allow offers on `today`. Dispatch checks capacity and towns itself."""
-    return agency.status in DISPATCHABLE_STATUSES and not expired_documents(agency, today)
+def may_receive_offers(agency: Agency, today: date, status: str | None = None) -> bool:
+    """Return whether status and documents allow offers on `today`. Dispatch checks capacity and towns itself.
+
+    A given `status` is judged in place of the agency's own, to tell what a status change would do.
+    """
+    status = agency.status if status is None else status
+    return status in DISPATCHABLE_STATUSES and not expired_documents(agency, today)
 
 
 def out_of_dispatch_reason(agency: Agency, today: date) -> str | None:

@@ -1,4 +1,5 @@
-"""A supervisor's dashboard in a real browser: tiles, a breached ticket in red, charts, live refresh, exports.
+"""A supervisor's dashboard in a real browser: tiles, a breached ticket in red, charts, an agency suspended from
+its row, live refresh, exports.
 
 Uses the live_server and page fixtures of test_browser_operator.py, imported by name so pytest finds them. The
 tests' `page` arguments therefore shadow the import (F811). The first test also saves test-artifacts/dashboard.png,
@@ -41,6 +42,13 @@ def _accept_first_offer(runtime, number, instant):
         ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
         offer = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).order_by(Offer.attempt)).first()
     answer_offer(runtime, offer.id, True, f"agency:{offer.agency_id}", None, instant)
+
+
+def _pending_offer_agency(runtime, number) -> int | None:
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        offer = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).where(Offer.state == "pending")).first()
+        return offer.agency_id if offer else None
 
 
 def _week_of_tickets(client, runtime, seeded, traveller):
@@ -104,6 +112,24 @@ def test_dashboard_tiles_red_breach_and_charts(page, app, client, runtime, seede
         assert series[1] >= 2
         assert min(series) == 1
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # Suspend the agency with the transport ticket's pending offer, from its row in the agency table.
+        agency_id = _pending_offer_agency(runtime, transport)
+        agency_row = page.locator(f'#agency-table tr[data-agency="{agency_id}"]')
+        agency_row.get_by_text("变更状态").click()
+        agency_row.get_by_label("原因").fill("家属投诉收费不透明，暂停派单核查")
+        agency_row.get_by_role("button", name="暂停派单").click()
+        confirmation = page.locator("#status-confirmation")
+        confirmation.get_by_role("heading", name="确认状态变更").wait_for()
+        assert "1 个待接单的派单将被撤回" in confirmation.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "agency-confirmation.png"), full_page=True)
+        confirmation.get_by_role("button", name="确认：暂停派单").click()
+        page.wait_for_url("**/supervisor")
+
+        assert agency_row.locator(".agency-status").inner_text() == "已暂停"
+        assert "已准入 → 已暂停" in page.locator(".flash-success").inner_text()
+        assert "已撤回 1 个待接单的派单" in page.locator(".flash-info").inner_text()
+        assert _pending_offer_agency(runtime, transport) not in (None, agency_id), "the ticket went to another agency"
 
 
 def test_dashboard_refreshes_without_reload(page, app, client, seeded):  # noqa: F811

@@ -15,7 +15,7 @@ from werkzeug.security import generate_password_hash
 
 from hotline.cli.admin import users
 from hotline.dispatch import offers
-from hotline.models import Offer, OutboxMessage, Referral, SlaClock, Ticket, TicketEvent, User
+from hotline.models import Agency, Offer, OutboxMessage, Referral, SlaClock, Ticket, TicketEvent, User
 from hotline.referrers import notify_status_change
 from hotline.sla.sweep import sweep_breaches
 
@@ -167,7 +167,7 @@ def test_staff_still_land_on_queue(client, seeded):
 def test_referrer_refused_staff_pages(worker_client, runtime, seeded):
     number = refer(worker_client, seeded["community_worker"], "API-1")
     pages = ["/queue/rows", f"/tickets/{number}", "/tickets/new", "/audit/logins", "/supervisor",
-             "/supervisor/export/tickets.csv"]
+             "/supervisor/export/tickets.csv", "/supervisor/agencies/1"]
 
     for path in pages:
         response = worker_client.get(path)
@@ -183,7 +183,8 @@ def test_referrer_refused_staff_forms(worker_client, runtime, seeded):
     forms = [("/queue/claim-next", {}), (f"/tickets/{number}/claim", {}),
              (f"/tickets/{number}/status", {"to": "waiting", "reason": "稍后回电"}),
              (f"/tickets/{number}/notes", {"note": "转介人写的备注", "visible_to_referrer": "yes"}),
-             ("/tickets/new", {"channel": "walk_in", "category": "consultation"})]
+             ("/tickets/new", {"channel": "walk_in", "category": "consultation"}),
+             ("/supervisor/agencies/1/status", {"status": "suspended", "reason": "转介人提交", "confirmed": "yes"})]
 
     for path, data in forms:
         assert worker_client.post(path, data={**data, "csrf_token": token}).status_code == 403, path
@@ -193,6 +194,7 @@ def test_referrer_refused_staff_forms(worker_client, runtime, seeded):
     assert _ticket_count(runtime) == 1
     with runtime.transaction() as session:
         assert session.exec(select(TicketEvent).where(TicketEvent.kind.in_(("note", "referrer_note")))).all() == []
+        assert session.get(Agency, 1).status == "approved"
 
 
 @pytest.mark.parametrize("role", STAFF)

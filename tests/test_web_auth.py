@@ -12,7 +12,7 @@ import time_machine
 from sqlmodel import select
 from web_helpers import PASSWORD, csrf_token, log_in, post_form, refer
 
-from hotline.models import LoginAttempt, Ticket, TicketEvent, User
+from hotline.models import Agency, LoginAttempt, Ticket, TicketEvent, User
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 ROLES = ("operator", "supervisor", "admin")
@@ -24,8 +24,13 @@ def number(client, seeded):
         return refer(client, seeded["community_worker"], "AUTH-1")
 
 
+SUPERVISOR_PAGES = ("/audit/logins", "/supervisor/agencies/1")
+# A supervisor's form: the status change of agency 1. Without confirmed=yes it returns a confirmation page.
+AGENCY_STATUS_FORM = ("/supervisor/agencies/1/status", {"status": "watch", "reason": "核查", "from_status": "approved"})
+
+
 def _pages(number):
-    return ["/", "/queue/rows", f"/tickets/{number}", "/tickets/new", "/audit/logins"]
+    return ["/", "/queue/rows", f"/tickets/{number}", "/tickets/new", *SUPERVISOR_PAGES]
 
 
 def _forms(number):
@@ -70,7 +75,7 @@ def test_staff_pages_by_role(client, number, role):
     for path in _pages(number):
         response = client.get(path)
 
-        allowed = path != "/audit/logins" or role in ("supervisor", "admin")
+        allowed = path not in SUPERVISOR_PAGES or role in ("supervisor", "admin")
         assert response.status_code == (200 if allowed else 403), path
 
 
@@ -89,6 +94,34 @@ def test_staff_forms_by_role(client, runtime, number, role):
         assert tickets[0].status == "waiting"
         assert len(tickets) == 2
     assert client.get("/").status_code == 302, "logout ended the session"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_anonymous_agency_form_to_login(client, runtime, number):
+    path, data = AGENCY_STATUS_FORM
+
+    response = client.post(path, data={**data, "confirmed": "yes", "csrf_token": csrf_token(client)})
+
+    assert response.status_code == 302
+    assert response.location.startswith("/login?next=")
+    with runtime.transaction() as session:
+        assert session.get(Agency, 1).status == "approved"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_agency_status_form_by_role(client, runtime, number, role):
+    log_in(client, role)
+    path, data = AGENCY_STATUS_FORM
+
+    confirmation = post_form(client, path, data)
+    applied = post_form(client, path, {**data, "confirmed": "yes"})
+
+    supervisor = role in ("supervisor", "admin")
+    assert confirmation.status_code == (200 if supervisor else 403)
+    assert applied.status_code == (302 if supervisor else 403)
+    with runtime.transaction() as session:
+        assert session.get(Agency, 1).status == ("watch" if supervisor else "approved")
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

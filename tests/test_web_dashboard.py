@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from openpyxl import load_workbook
 from sqlmodel import select
-from web_helpers import log_in, post_form, refer
+from web_helpers import csrf_token, log_in, post_form, refer
 
 from hotline.clock import now
 from hotline.dispatch.offers import answer_offer
@@ -34,7 +34,11 @@ NEW_PAGES = (
     "/supervisor/export/tickets.xlsx",
     "/supervisor/export/charts.csv",
     "/supervisor/export/charts.xlsx?days=30",
+    "/supervisor/agencies/1",
 )
+# The status form of agency 1 (the funeral home team). Without confirmed=yes it returns a confirmation page
+# and changes nothing.
+STATUS_FORM = ("/supervisor/agencies/1/status", {"status": "watch", "reason": "核查", "from_status": "approved"})
 TICKET_HEADERS_ZH = ["工单号", "建单时间", "优先级", "类别", "来源", "渠道", "状态", "街镇", "居村委", "来电号码",
                      "经办人", "服务机构", "时限", "截止时间"]
 TICKET_HEADERS_EN = ["Number", "Created", "Priority", "Category", "Source", "Channel", "Status", "Town", "Committee",
@@ -70,6 +74,11 @@ def _agency_name(runtime, agency_id) -> str:
         return session.get(Agency, agency_id).name
 
 
+def _agency_status(app, agency_id) -> str:
+    with app.extensions["hotline"].transaction() as session:
+        return session.get(Agency, agency_id).status
+
+
 def _csv_rows(response) -> list[list[str]]:
     text = response.get_data().decode("utf-8")
     assert text.startswith("\ufeff")
@@ -86,6 +95,11 @@ def test_anonymous_sent_to_login(client, seeded):
 
         assert response.status_code == 302, path
         assert response.location.startswith("/login?next="), path
+    path, data = STATUS_FORM
+    response = client.post(path, data={**data, "confirmed": "yes", "csrf_token": csrf_token(client)})
+    assert response.status_code == 302
+    assert response.location.startswith("/login?next=")
+    assert _agency_status(client.application, 1) == "approved"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
@@ -94,6 +108,9 @@ def test_operator_forbidden(app, seeded):
 
     for path in NEW_PAGES:
         assert operator.get(path).status_code == 403, path
+    path, data = STATUS_FORM
+    assert post_form(operator, path, {**data, "confirmed": "yes"}).status_code == 403
+    assert _agency_status(app, 1) == "approved"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
@@ -113,6 +130,8 @@ def test_supervisor_and_admin_allowed(app, seeded, role):
 
     for path in NEW_PAGES:
         assert staff.get(path).status_code == 200, path
+    path, data = STATUS_FORM
+    assert post_form(staff, path, data).status_code == 200, "the form answers with its confirmation"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

@@ -43,6 +43,37 @@ class StatusChangeOutcome:
     still_accepted: list[tuple[Offer, Ticket]]
 
 
+@dataclass(frozen=True)
+class StatusChangePreview:
+    """What a vetting status change would do if it were applied now.
+
+    `pending` lists the offers it would withdraw and `still_accepted` the accepted offers it would leave with
+    the agency; both are empty when the agency would still receive offers afterwards.
+    """
+
+    from_status: str
+    to_status: str
+    reason: str
+    leaves_dispatch: bool
+    pending: list[tuple[Offer, Ticket]]
+    still_accepted: list[tuple[Offer, Ticket]]
+
+
+def preview_status_change(session: Session, runtime, agency: Agency, to_status: Any, reason: Any,
+                          now: datetime) -> StatusChangePreview:
+    """Check a status change as change_agency_status does, without writing, and list the offers it would affect.
+
+    Raises InputError as agencies.change_status does. Offers can change before the change is applied, so the
+    lists may differ from those of the StatusChangeOutcome.
+    """
+    to_status, reason = agencies.check_change(agency, to_status, reason)
+    today = local(now, runtime.settings.timezone).date()
+    if agencies.may_receive_offers(agency, today, status=to_status):
+        return StatusChangePreview(agency.status, to_status, reason, False, [], [])
+    return StatusChangePreview(agency.status, to_status, reason, True, pending_offers(session, agency),
+                               accepted_open_offers(session, agency))
+
+
 def change_agency_status(session: Session, runtime, agency: Agency, to_status: Any, reason: Any, actor: str,
                          user_id: int | None, now: datetime) -> StatusChangeOutcome:
     """Change the vetting status of `agency` as agencies.change_status does, then withdraw its pending
@@ -66,10 +97,8 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
     cause = agencies.out_of_dispatch_reason(agency, today)
     if cause is None:
         return []
-    pending = session.exec(select(Offer).where(Offer.agency_id == agency.id).where(Offer.state == "pending")
-                           .order_by(Offer.id)).all()
     withdrawn = []
-    for offer in pending:
+    for offer, ticket in pending_offers(session, agency):
         claimed = session.execute(
             update(Offer).where(Offer.id == offer.id).where(Offer.state == "pending")
             .values(state="cancelled", responded_at=now, response_reason=cause[:300])
@@ -77,7 +106,6 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
         session.refresh(offer)
         if not claimed:
             continue
-        ticket = session.get(Ticket, offer.ticket_id)
         _record_and_redispatch(session, agency, offer, ticket, cause, today, actor, now)
         withdrawn.append((offer, ticket))
     return withdrawn
@@ -95,6 +123,15 @@ def _record_and_redispatch(session: Session, agency: Agency, offer: Offer, ticke
     schedule_job(session, "dispatch_ticket", ticket.id)
     log.info("Dispatch: offer %s of ticket %s withdrawn from agency %s (status %s) by %s", offer.id, ticket.number,
              agency.id, agency.status, actor)
+
+
+def pending_offers(session: Session, agency: Agency) -> list[tuple[Offer, Ticket]]:
+    """Return the offers of `agency` that wait for its answer, oldest first, each with its ticket."""
+    rows = session.exec(
+        select(Offer, Ticket).join(Ticket, Ticket.id == Offer.ticket_id).where(Offer.agency_id == agency.id)
+        .where(Offer.state == "pending").order_by(Offer.id)
+    ).all()
+    return [(offer, ticket) for offer, ticket in rows]
 
 
 def accepted_open_offers(session: Session, agency: Agency) -> list[tuple[Offer, Ticket]]:

@@ -1,4 +1,5 @@
-"""The supervisor dashboard: live tiles and SLA watch lists, charts over 7 or 30 days, and agency figures.
+"""The supervisor dashboard: live tiles and SLA watch lists, charts over 7 or 30 days, and agency figures with
+the form that changes an agency's status (hotline.web.agency_pages).
 
 The page renders everything once. Its script then polls /supervisor/live every REFRESH_SECONDS and
 draws the charts from /supervisor/charts. Supervisors and admins only.
@@ -9,12 +10,13 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from sqlmodel import select
 
+from hotline import agencies as agency_registry
 from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import Town
 from hotline.reports.period import PERIOD_DAYS, Period
 from hotline.validation import N_, InputError
-from hotline.web import figures, queue
+from hotline.web import agency_pages, figures, queue
 from hotline.web.auth import SUPERVISORS, roles_required
 
 bp = Blueprint("web_dashboard", __name__, url_prefix="/supervisor")
@@ -45,6 +47,8 @@ def dashboard():
     return render_template(
         "dashboard.html", live=live, agencies=agencies, period=period, days=days, period_days=PERIOD_DAYS,
         language=language, filter_options=filter_options,
+        may_change_status=agency_pages.may_change_status(), reason_limit=agency_registry.MAX_REASON_LENGTH,
+        status_actions={status: agency_pages.status_actions(status) for status in agency_registry.STATUSES},
         refresh_seconds=current_app.config.get("DASHBOARD_REFRESH_SECONDS", REFRESH_SECONDS),
         live_url=url_for("web_dashboard.live_counts"), charts_url=url_for("web_dashboard.charts", days=days),
     )

@@ -92,6 +92,7 @@ SYSTEM_ACTORS = {
     "rules": ("规则引擎", "Rules"),
     "twilio": ("电话系统", "Phone system"),
     "dispatch": ("派单", "Dispatch"),
+    "seed": ("演示数据", "Demo data"),
 }
 
 
