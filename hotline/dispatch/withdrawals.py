@@ -27,6 +27,7 @@ from hotline.clock import local
 from hotline.events import record_event
 from hotline.models import Agency, AgencyStatusChange, Offer, Ticket
 from hotline.outbox import add_message, schedule_job
+from hotline.tickets import lock_ticket
 from hotline.vocabulary import OPEN_STATUSES
 
 log = logging.getLogger("hotline.dispatch")
@@ -70,6 +71,9 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
                            .order_by(Offer.id)).all()
     withdrawn = []
     for offer in pending:
+        # Locked first, so an operator's action on the ticket never acts on an offer withdrawn meanwhile.
+        ticket = session.get(Ticket, offer.ticket_id)
+        lock_ticket(session, ticket)
         claimed = session.execute(
             update(Offer).where(Offer.id == offer.id).where(Offer.state == "pending")
             .values(state="cancelled", responded_at=now, response_reason=cause[:300])
@@ -77,7 +81,6 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
         session.refresh(offer)
         if not claimed:
             continue
-        ticket = session.get(Ticket, offer.ticket_id)
         _record_and_redispatch(session, agency, offer, ticket, cause, today, actor, now)
         withdrawn.append((offer, ticket))
     return withdrawn

@@ -83,6 +83,8 @@ def change_status(number: str):
     try:
         with runtime().transaction() as session:
             ticket = _ticket_or_404(session, number)
+            # A status change may withdraw offers, so it queues behind dispatch actions on the ticket.
+            tickets.lock_ticket(session, ticket)
             tickets.transition(session, runtime(), ticket, to_status, current_user.actor, reason, now())
     except tickets.TransitionError as error:
         return _render_ticket(number, status_error=_transition_message(error), reason=reason or "",
