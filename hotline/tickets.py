@@ -343,6 +343,18 @@ def _withdraw_pending_offers(session: Session, ticket: Ticket, actor: str, now: 
                 session.add(clock)
 
 
+def lock_ticket(session: Session, ticket: Ticket) -> None:
+    """Lock the ticket's row until the transaction ends, and reload it as the previous holder committed it.
+
+    PostgreSQL takes FOR NO KEY UPDATE. A second transaction that locks or updates the row waits, but one
+    that only inserts a row referring to the ticket (an event, an offer, an SLA clock) does not. So the
+    sweeps, which add events while they hold other rows, cannot deadlock with it. SQLite ignores the
+    clause, but there every write transaction starts with BEGIN IMMEDIATE (hotline.store), which
+    serialises them all.
+    """
+    session.refresh(ticket, with_for_update={"key_share": True})
+
+
 def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, now: datetime) -> bool:
     """Assign an open, unassigned ticket to `user_id`; return False when it is assigned or finished.
 

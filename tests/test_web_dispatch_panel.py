@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from datetime import datetime
 
 import pytest
 import time_machine
 from sqlmodel import select
-from web_helpers import log_in, post_form, refer
+from web_helpers import csrf_token, log_in, post_form, refer
 
-from hotline.models import Agency, Offer, Ticket
+from hotline.dispatch import offers
+from hotline.models import Agency, Offer, OutboxMessage, Ticket
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 FUNERAL_HOME = "青浦区殡仪馆接运服务队"
+EXPECTED_STATE_FIELD = re.compile(r'name="expected_dispatch_state" value="([^"]*)"')
 
 
 @pytest.fixture
@@ -103,3 +107,95 @@ def test_panel_actions_need_login(client, runtime, seeded):
     response = client.post("/tickets/QP-20261207-0001/dispatch/again", data={"reason": "x"})
 
     assert response.status_code in (302, 400)
+
+
+# --- forms sent twice or by two operators at once ---------------------------------------------------
+
+
+def _expected_state(client, number):
+    page = client.get(f"/tickets/{number}").get_data(as_text=True)
+    states = set(EXPECTED_STATE_FIELD.findall(page))
+    assert len(states) == 1, f"every dispatch form carries the same state, found {states}"
+    return states.pop()
+
+
+def _sms_count(runtime, number):
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        return len(session.exec(select(OutboxMessage.id).where(OutboxMessage.ticket_id == ticket.id)
+                                .where(OutboxMessage.channel == "sms")).all())
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_forms_carry_dispatch_state(operator, seeded):
+    number = refer(operator, seeded["shequyun"], "P-6", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+
+    assert _expected_state(operator, number) == "1:pending"
+    post_form(operator, f"/tickets/{number}/dispatch/cancel", {"attempt": "1", "reason": "家属改约"})
+    assert _expected_state(operator, number) == "1:cancelled", "the offer and dispatch-again forms carry it too"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_dispatch_again_sent_twice_offers_once(operator, runtime, seeded):
+    number = refer(operator, seeded["shequyun"], "P-7", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+    form = {"reason": "福顺回电可接", "include_tried": "yes",
+            "expected_dispatch_state": _expected_state(operator, number)}
+
+    first = post_form(operator, f"/tickets/{number}/dispatch/again", form)
+    second = post_form(operator, f"/tickets/{number}/dispatch/again", form)
+
+    assert first.status_code == 302
+    assert second.status_code == 409
+    page = second.get_data(as_text=True)
+    new_offer = _offers(runtime, number)[1]
+    assert 'id="dispatch-error"' in page
+    assert "已于 09:00:00 由 话务员 王丽 重新派单" in page
+    assert new_offer.code in page
+    assert 'name="expected_dispatch_state" value="2:pending"' in page, "the page shows the current state"
+    assert [offer.state for offer in _offers(runtime, number)] == ["cancelled", "pending"]
+    assert _sms_count(runtime, number) == 3, "the offer, its withdrawal and the new offer"
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_two_operators_dispatch_again_at_once(app, operator, runtime, seeded):
+    number = refer(operator, seeded["shequyun"], "P-8", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+    supervisor = app.test_client()
+    assert log_in(supervisor, "supervisor").status_code == 302
+    forms = [{"reason": reason, "expected_dispatch_state": _expected_state(client, number),
+              "csrf_token": csrf_token(client, "/tickets/new")}
+             for client, reason in ((operator, "机构电话不通"), (supervisor, "机构车辆故障"))]
+    barrier = threading.Barrier(2)
+    statuses = {}
+
+    def post(client, form):
+        barrier.wait()
+        statuses[form["reason"]] = client.post(f"/tickets/{number}/dispatch/again", data=form).status_code
+
+    threads = [threading.Thread(target=post, args=pair) for pair in zip((operator, supervisor), forms, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(statuses.values()) == [302, 409]
+    assert [offer.state for offer in _offers(runtime, number)] == ["cancelled", "pending"]
+    assert _sms_count(runtime, number) == 3
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
+def test_withdraw_after_acceptance_shows_message(operator, runtime, seeded):
+    number = refer(operator, seeded["shequyun"], "P-9", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+    expected = _expected_state(operator, number)
+    offer = _offers(runtime, number)[0]
+    offers.answer_offer(runtime, offer.id, True, f"agency:{offer.agency_id}", None, MONDAY_MORNING)
+
+    response = post_form(operator, f"/tickets/{number}/dispatch/cancel",
+                         {"attempt": "1", "reason": "家属改约", "expected_dispatch_state": expected})
+
+    assert response.status_code == 409
+    assert "改为「已接单」" in response.get_data(as_text=True)
+    assert _offers(runtime, number)[0].state == "accepted"

@@ -1,4 +1,8 @@
-"""Dispatch by hand through the JSON API: offer to a chosen agency, cancel an offer, dispatch again."""
+"""Dispatch by hand through the JSON API: offer to a chosen agency, cancel an offer, dispatch again.
+
+Each body may carry `expected_dispatch_state`, the ticket's `dispatch_state` as the caller read it. When
+the ticket's newest offer has changed since, the response is 409 `dispatch_changed` and nothing changes.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.views import ticket_detail
 from hotline.clock import now
-from hotline.dispatch import manual
+from hotline.dispatch import manual, state
 from hotline.i18n import current_language
 from hotline.models import Ticket
 from hotline.tickets import TransitionError
@@ -22,6 +26,7 @@ bp = Blueprint("api_dispatch", __name__, url_prefix="/api/v1/tickets")
 
 # Errors the caller can fix by changing the request, rather than by changing the ticket first.
 UNPROCESSABLE_CODES = ("reason_required", "agency_not_eligible")
+EXPECTED_STATE = "expected_dispatch_state"
 
 
 def runtime():
@@ -39,9 +44,11 @@ def create_offer(number: str):
     if not isinstance(agency_id, int) or isinstance(agency_id, bool):
         raise ApiError(422, "invalid_type", N_("Field %(field)s must be an integer."), field="agency_id")
     reason = _reason(body)
+    expected = _expected_state(body)
 
     def work(session: Session, ticket: Ticket) -> None:
-        manual.dispatch_by_hand(session, runtime(), ticket, agency_id, g.caller.actor, reason, now())
+        manual.dispatch_by_hand(session, runtime(), ticket, agency_id, g.caller.actor, reason, now(),
+                                expected_state=expected)
 
     return _run(number, work, status=201)
 
@@ -50,10 +57,13 @@ def create_offer(number: str):
 @require(roles=STAFF_ROLES)
 def cancel_offer(number: str, attempt: int):
     """Cancel a pending or accepted offer: {"reason": "..."}. The ticket goes to in_progress."""
-    reason = _reason(json_object())
+    body = json_object()
+    reason = _reason(body)
+    expected = _expected_state(body)
 
     def work(session: Session, ticket: Ticket) -> None:
-        manual.cancel_offer(session, runtime(), ticket, attempt, g.caller.actor, reason, now())
+        manual.cancel_offer(session, runtime(), ticket, attempt, g.caller.actor, reason, now(),
+                            expected_state=expected)
 
     return _run(number, work)
 
@@ -67,9 +77,11 @@ def redispatch(number: str):
     include_tried = body.get("include_tried", False)
     if not isinstance(include_tried, bool):
         raise ApiError(422, "invalid_type", N_("Field %(field)s must be true or false."), field="include_tried")
+    expected = _expected_state(body)
 
     def work(session: Session, ticket: Ticket) -> None:
-        manual.redispatch(session, runtime(), ticket, g.caller.actor, reason, now(), include_tried=include_tried)
+        manual.redispatch(session, runtime(), ticket, g.caller.actor, reason, now(), include_tried=include_tried,
+                          expected_state=expected)
 
     return _run(number, work)
 
@@ -81,6 +93,9 @@ def _run(number: str, work, status: int = 200):
             raise ApiError(404, "not_found", N_("Ticket %(number)s was not found."), field="number", number=number)
         try:
             work(session, ticket)
+        except state.DispatchChanged as error:
+            raise ApiError(409, error.code, error.template, field=error.field,
+                           **error.params_in(current_language())) from None
         except TransitionError as error:
             raise ApiError(_status_of(error), error.code, error.template, field=error.field, **error.params) \
                 from None
@@ -101,3 +116,17 @@ def _reason(body: dict[str, Any]) -> str | None:
     if reason is not None and not isinstance(reason, str):
         raise wrong_type("reason", "string")
     return reason
+
+
+def _expected_state(body: dict[str, Any]) -> str | None:
+    """Read the optional expected dispatch state; null counts as absent, so the action is not conditional."""
+    expected = body.get(EXPECTED_STATE)
+    if expected is None:
+        return None
+    if not isinstance(expected, str):
+        raise wrong_type(EXPECTED_STATE, "string")
+    if not state.is_dispatch_state(expected):
+        raise ApiError(422, "invalid_value", N_("Field %(field)s must be none or the attempt and state of the "
+                                                "ticket's newest offer, such as 2:pending; got %(value)s."),
+                       field=EXPECTED_STATE, value=expected[:40])
+    return expected

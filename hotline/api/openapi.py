@@ -176,6 +176,9 @@ TICKET_FILTERS = [
     _query("call_sid", {"type": "string"}),
 ]
 TICKET_RESPONSE = _json_response("The ticket.", _ref("Ticket"))
+DISPATCH_BY_HAND = ("Actions on one ticket run one at a time. With expected_dispatch_state, the action is taken only "
+                    "if the ticket's newest offer is still the one the caller read; otherwise the response is 409 "
+                    "dispatch_changed, naming the newest offer and who changed it, and nothing changes.")
 TICKET_PAGE = _json_response("A page of tickets in queue order.", _ref("TicketPage"))
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
@@ -240,20 +243,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/tickets/<number>/offers"): {
         "summary": "Offer an agency-service ticket to an agency chosen by hand", "tags": ["dispatch"],
+        "description": DISPATCH_BY_HAND,
         "security": BEARER,
-        "requestBody": _inline_body({"agency_id": {"type": "integer"}, "reason": REASON}, ["agency_id", "reason"]),
+        "requestBody": _inline_body({"agency_id": {"type": "integer"}, "reason": REASON,
+                                     "expected_dispatch_state": schemas.EXPECTED_DISPATCH_STATE},
+                                    ["agency_id", "reason"]),
         "responses": {"201": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
     },
     ("POST", "/api/v1/tickets/<number>/offers/<int:attempt>/cancel"): {
         "summary": "Withdraw a pending or accepted offer; the ticket goes to in_progress", "tags": ["dispatch"],
-        "security": BEARER, "requestBody": _inline_body({"reason": REASON}, ["reason"]),
+        "description": DISPATCH_BY_HAND,
+        "security": BEARER,
+        "requestBody": _inline_body({"reason": REASON, "expected_dispatch_state": schemas.EXPECTED_DISPATCH_STATE},
+                                    ["reason"]),
         "responses": {"200": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
     },
     ("POST", "/api/v1/tickets/<number>/redispatch"): {
         "summary": "Withdraw any pending offer and dispatch again through the targets", "tags": ["dispatch"],
+        "description": DISPATCH_BY_HAND,
         "security": BEARER,
-        "requestBody": _inline_body({"reason": REASON, "include_tried": {"type": "boolean", "default": False}},
-                                    ["reason"]),
+        "requestBody": _inline_body({"reason": REASON, "include_tried": {"type": "boolean", "default": False},
+                                     "expected_dispatch_state": schemas.EXPECTED_DISPATCH_STATE}, ["reason"]),
         "responses": {"200": TICKET_RESPONSE, **_errors(400, 404, 409, 413, 415, 422)},
     },
     ("GET", "/api/v1/agencies/fairness"): {

@@ -21,6 +21,7 @@ from hotline.vocabulary import (
     DEATH_PLACES,
     FLAGS,
     NEEDS,
+    OFFER_STATES,
     PRIORITIES,
     REFERRAL_CATEGORIES,
     SOURCES,
@@ -214,6 +215,16 @@ def _first_type(value: Any) -> str:
     return types[0] if types else "string"
 
 
+# The ticket's newest offer as ATTEMPT:STATE, or "none"; hotline.dispatch.state checks the same form.
+DISPATCH_STATE_PATTERN = rf"^(none|[1-9][0-9]{{0,8}}:({'|'.join(OFFER_STATES)}))$"
+EXPECTED_DISPATCH_STATE = {
+    "type": ["string", "null"],
+    "pattern": DISPATCH_STATE_PATTERN,
+    "description": "The ticket's dispatch_state as the caller read it, such as 2:pending. When the ticket's newest "
+                   "offer has changed since, the response is 409 dispatch_changed and nothing changes. Absent or "
+                   "null: the action is not checked against a state.",
+}
+
 # --- responses --------------------------------------------------------------------------------------
 
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -305,9 +316,12 @@ TICKET = {
         "call_sids": STRING_LIST,
         "sla": {"type": "array", "items": {"$ref": "#/components/schemas/SlaClock"}},
         "offers": {"type": "array", "items": {"type": "object"}},
+        "dispatch_state": {"type": "string", "pattern": DISPATCH_STATE_PATTERN,
+                           "description": "The attempt and state of the newest offer, such as 2:pending, or none. "
+                                          "Send it back as expected_dispatch_state with a dispatch action."},
         "events": {"type": "array", "items": {"type": "object"}},
     },
-    "required": ["call_sids", "sla", "offers", "events"],
+    "required": ["call_sids", "sla", "offers", "dispatch_state", "events"],
 }
 
 

@@ -142,6 +142,8 @@ def transition_ticket(number: str):
 
     with runtime().transaction() as session:
         ticket = _ticket_or_404(session, number)
+        # A status change may withdraw offers, so it queues behind dispatch actions on the ticket.
+        tickets.lock_ticket(session, ticket)
         try:
             tickets.transition(session, runtime(), ticket, to_status, g.caller.actor, reason, now())
         except tickets.TransitionError as error:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from hotline.clock import isoformat
+from hotline.dispatch.state import NO_OFFER, dispatch_state
 from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketEvent
 from hotline.phones import mask
 from hotline.rules.explain import ticket_trace_text
@@ -82,6 +83,7 @@ def _detail(ticket: Ticket, towns: dict[str, str], may_see_phones: bool, languag
         "call_sids": call_sids,
         "sla": [clock_view(clock) for clock in clocks],
         "offers": offers,
+        "dispatch_state": dispatch_state(offers[-1]["attempt"], offers[-1]["state"]) if offers else NO_OFFER,
         "events": [event_view(event) for event in events],
     })
     return view

@@ -3,6 +3,11 @@
 Each action needs a reason, is one or more ticket events, and runs inside the caller's transaction. An
 operator may offer a ticket to an agency that declined it before or is at capacity: the operator has
 spoken to the agency, and the offer's reason records that the usual rules were set aside.
+
+Each action first locks the ticket's row, so two actions on one ticket run one after the other. A caller
+may also pass the dispatch state it acted on (hotline.dispatch.state). When the ticket's newest offer has
+changed since, the action raises DispatchChanged and changes nothing, so a double-clicked "dispatch again"
+makes one new offer instead of an offer, its withdrawal and a second offer.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from sqlmodel import Session, select
 
 from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents
 from hotline.clock import local
-from hotline.dispatch import registry
+from hotline.dispatch import registry, state
 from hotline.dispatch.offers import make_offer, offer_to_next_target
 from hotline.events import record_event
 from hotline.models import Agency, Offer, SlaClock, Ticket
 from hotline.outbox import add_message
-from hotline.tickets import TransitionError, set_status
+from hotline.tickets import TransitionError, lock_ticket, set_status
 from hotline.validation import N_
 from hotline.vocabulary import FINAL_STATUSES
 
@@ -30,8 +35,9 @@ LIVE_STATES = ("pending", "accepted")
 
 
 def dispatch_by_hand(session: Session, runtime, ticket: Ticket, agency_id: int, actor: str, reason: str | None,
-                     now: datetime) -> Offer:
+                     now: datetime, expected_state: str | None = None) -> Offer:
     """Offer `ticket` to the agency an operator chose, with the usual offer deadline."""
+    _lock_and_check(session, runtime, ticket, expected_state)
     reason = _required_reason(reason)
     _require_dispatchable(ticket)
     agency = session.get(Agency, agency_id)
@@ -58,12 +64,13 @@ def dispatch_by_hand(session: Session, runtime, ticket: Ticket, agency_id: int, 
 
 
 def cancel_offer(session: Session, runtime, ticket: Ticket, attempt: int, actor: str, reason: str | None,
-                 now: datetime) -> Offer:
+                 now: datetime, expected_state: str | None = None) -> Offer:
     """Cancel a pending or accepted offer and hand the ticket to the operators (in_progress).
 
     The agency is notified by SMS. An accepted offer also clears the ticket's agency and stops the on_site
     clock, because that agency is no longer coming.
     """
+    _lock_and_check(session, runtime, ticket, expected_state)
     reason = _required_reason(reason)
     offer = session.exec(select(Offer).where(Offer.ticket_id == ticket.id, Offer.attempt == attempt)).first()
     if offer is None:
@@ -84,12 +91,13 @@ def cancel_offer(session: Session, runtime, ticket: Ticket, attempt: int, actor:
 
 
 def redispatch(session: Session, runtime, ticket: Ticket, actor: str, reason: str | None, now: datetime,
-               include_tried: bool = False) -> Offer | None:
+               include_tried: bool = False, expected_state: str | None = None) -> Offer | None:
     """Withdraw any pending offer and dispatch the ticket again through the targets.
 
     Agencies that declined or let an offer time out are left out unless `include_tried`. Return the
     new offer, or None when the ticket is held or escalated.
     """
+    _lock_and_check(session, runtime, ticket, expected_state)
     reason = _required_reason(reason)
     _require_dispatchable(ticket)
     if _offers(session, ticket, ("accepted",)):
@@ -109,6 +117,12 @@ def redispatch(session: Session, runtime, ticket: Ticket, actor: str, reason: st
     exclude = set() if include_tried else {offer.agency_id for offer in offers}
     log.info("Dispatch: ticket %s dispatched again by %s (include_tried=%s)", ticket.number, actor, include_tried)
     return offer_to_next_target(session, runtime, ticket, len(offers) + 1, exclude, now)
+
+
+def _lock_and_check(session: Session, runtime, ticket: Ticket, expected_state: str | None) -> None:
+    """Lock the ticket's row, so actions on one ticket run one at a time, then check the expected state."""
+    lock_ticket(session, ticket)
+    state.check_expected(session, runtime, ticket, expected_state)
 
 
 def _rules_set_aside(session: Session, runtime, ticket: Ticket, agency: Agency) -> list[str]:

@@ -27,7 +27,7 @@ from hotline.events import record_event
 from hotline.models import Agency, Offer, Ticket, TicketEvent, Town
 from hotline.outbox import SUPERVISOR, add_message, schedule_job
 from hotline.sla import clocks as sla_clocks
-from hotline.tickets import facts_for, set_status
+from hotline.tickets import facts_for, lock_ticket, set_status
 from hotline.vocabulary import DECLINE_REASONS, FINAL_STATUSES, NEEDS, STATUSES, label
 
 log = logging.getLogger("hotline.dispatch")
@@ -76,7 +76,10 @@ def dispatch_ticket(runtime, ticket_id: int, now: datetime) -> Offer | None:
 
 def _make_next_offer(session: Session, runtime, ticket_id: int, now: datetime) -> Offer | None:
     ticket = session.get(Ticket, ticket_id)
-    if ticket is None or ticket.category != "agency_service" or ticket.status not in DISPATCHABLE_STATUSES:
+    if ticket is None:
+        return None
+    lock_ticket(session, ticket)
+    if ticket.category != "agency_service" or ticket.status not in DISPATCHABLE_STATUSES:
         return None
     offers = session.exec(select(Offer).where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)).all()
     if any(offer.state in ("pending", "accepted") for offer in offers):
@@ -228,6 +231,10 @@ def _answer_offer(runtime, offer_id: int, accept: bool, actor: str, reason: str 
         offer = session.get(Offer, offer_id)
         if offer is None:
             return OfferAnswer(False, "未找到该派单。")
+        # Lock the ticket's row before the offer's, in the order dispatch by hand takes them, so an agency's
+        # reply and an operator's withdrawal at the same moment wait in turn instead of deadlocking.
+        lock_ticket(session, session.get(Ticket, offer.ticket_id))
+        session.refresh(offer)
         if accept:
             rejection = _rejection_out_of_dispatch(session, runtime, offer, now)
             if rejection is not None:
@@ -319,6 +326,11 @@ def expire_offers(runtime, now: datetime, limit: int = 200) -> int:
 
 def _expire_one(runtime, offer_id: int, now: datetime) -> int:
     with runtime.transaction() as session:
+        ticket_id = session.exec(select(Offer.ticket_id).where(Offer.id == offer_id)).first()
+        if ticket_id is None:
+            return 0
+        # Locked first, so an operator's action on the ticket never acts on an offer timing out meanwhile.
+        lock_ticket(session, session.get(Ticket, ticket_id))
         claimed = session.execute(
             update(Offer).where(Offer.id == offer_id).where(Offer.state == "pending").where(Offer.accept_by <= now)
             .values(state="timed_out", responded_at=now)

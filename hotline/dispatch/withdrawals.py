@@ -27,6 +27,7 @@ from hotline.clock import local
 from hotline.events import record_event
 from hotline.models import Agency, AgencyStatusChange, Offer, Ticket
 from hotline.outbox import add_message, schedule_job
+from hotline.tickets import lock_ticket
 from hotline.vocabulary import OPEN_STATUSES
 
 log = logging.getLogger("hotline.dispatch")
@@ -99,6 +100,8 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
         return []
     withdrawn = []
     for offer, ticket in pending_offers(session, agency):
+        # Locked first, so an operator's action on the ticket never acts on an offer withdrawn meanwhile.
+        lock_ticket(session, ticket)
         claimed = session.execute(
             update(Offer).where(Offer.id == offer.id).where(Offer.state == "pending")
             .values(state="cancelled", responded_at=now, response_reason=cause[:300])

@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 
 from hotline.agencies import KINDS
 from hotline.clock import local, now
-from hotline.dispatch import manual, targets
+from hotline.dispatch import manual, state, targets
+from hotline.i18n import current_language
 from hotline.models import Offer, Ticket
 from hotline.tickets import TransitionError
 from hotline.vocabulary import FINAL_STATUSES, label
@@ -46,12 +47,15 @@ def panel_context(session: Session, ticket: Ticket, language: str) -> dict[str, 
     standings = targets.agency_standings(session, runtime().component("dispatch"), ticket, today,
                                          tried={offer.agency_id for offer in offers})
     live = next((offer for offer in offers if offer.state in manual.LIVE_STATES), None)
+    newest = offers[-1] if offers else None
     return {"dispatch_panel": {
         "agencies": [_standing_row(standing, language) for standing in standings],
         "live_attempt": live.attempt if live else None,
         "live_code": live.code if live else None,
         "live_accepted": live is not None and live.state == "accepted",
         "tried_any": bool(offers),
+        # Each form sends this back, so an action on a page that is out of date is rejected with 409.
+        "dispatch_state": state.dispatch_state(newest.attempt, newest.state) if newest else state.NO_OFFER,
     }}
 
 
@@ -74,8 +78,8 @@ def _standing_row(standing: targets.AgencyStanding, language: str) -> dict[str, 
 def offer_by_hand(number: str):
     agency_id = request.form.get("agency_id", type=int)
     return _act(number, lambda session, ticket: manual.dispatch_by_hand(
-        session, runtime(), ticket, agency_id or 0, current_user.actor, request.form.get("reason"), now()),
-        gettext("Offer sent."))
+        session, runtime(), ticket, agency_id or 0, current_user.actor, request.form.get("reason"), now(),
+        expected_state=_expected_state()), gettext("Offer sent."))
 
 
 @bp.post("/<number>/dispatch/cancel")
@@ -83,7 +87,8 @@ def offer_by_hand(number: str):
 def cancel(number: str):
     attempt = request.form.get("attempt", type=int) or 0
     return _act(number, lambda session, ticket: manual.cancel_offer(
-        session, runtime(), ticket, attempt, current_user.actor, request.form.get("reason"), now()),
+        session, runtime(), ticket, attempt, current_user.actor, request.form.get("reason"), now(),
+        expected_state=_expected_state()),
         gettext("Offer withdrawn; the agency is told by SMS and the ticket is yours to handle."))
 
 
@@ -93,7 +98,13 @@ def dispatch_again(number: str):
     include_tried = request.form.get("include_tried") == "yes"
     return _act(number, lambda session, ticket: manual.redispatch(
         session, runtime(), ticket, current_user.actor, request.form.get("reason"), now(),
-        include_tried=include_tried), gettext("Dispatched again through the dispatch targets."))
+        include_tried=include_tried, expected_state=_expected_state()),
+        gettext("Dispatched again through the dispatch targets."))
+
+
+def _expected_state() -> str | None:
+    """Read the dispatch state the page showed; a form without it (a page served before it existed) is not checked."""
+    return request.form.get("expected_dispatch_state") or None
 
 
 def _act(number: str, action, success: str):
@@ -104,6 +115,13 @@ def _act(number: str, action, success: str):
                 flash(gettext("Ticket %(number)s was not found.", number=number), "error")
                 return redirect(url_for("web_queue.queue"))
             action(session, ticket)
+    except state.DispatchChanged as error:
+        log.info("Web dispatch: %s acted on an out-of-date page of %s (expected %s)", current_user.username,
+                 number, error.facts["expected"])
+        # Imported here because the ticket pages import this module for the panel.
+        from hotline.web.ticket_pages import render_with_dispatch_error
+
+        return render_with_dispatch_error(number, gettext(error.template, **error.params_in(current_language())))
     except TransitionError as error:
         flash(gettext(error.template, **error.params), "error")
     else:

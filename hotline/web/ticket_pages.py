@@ -83,6 +83,8 @@ def change_status(number: str):
     try:
         with runtime().transaction() as session:
             ticket = _ticket_or_404(session, number)
+            # A status change may withdraw offers, so it queues behind dispatch actions on the ticket.
+            tickets.lock_ticket(session, ticket)
             tickets.transition(session, runtime(), ticket, to_status, current_user.actor, reason, now())
     except tickets.TransitionError as error:
         return _render_ticket(number, status_error=_transition_message(error), reason=reason or "",
@@ -264,15 +266,21 @@ def _transition_message(error: tickets.TransitionError) -> str:
     return gettext(error.template, **params)
 
 
+def render_with_dispatch_error(number: str, message: str):
+    """Render the ticket as it is now, with `message` in its dispatch panel and status 409."""
+    return _render_ticket(number, http_status=409, dispatch_error=message)
+
+
 def _render_ticket(number: str, status_error: str | None = None, reason: str = "", chosen: str = "",
                    http_status: int = 200, merge_error: str | None = None, merge_from: str = "",
-                   merge_reason: str = ""):
+                   merge_reason: str = "", dispatch_error: str | None = None):
     language = current_language()
     with runtime().transaction() as session:
         ticket = _ticket_or_404(session, number)
         context = _ticket_context(session, ticket, language)
     context.update(status_error=status_error, reason=reason, chosen=chosen, language=language,
-                   merge_error=merge_error, merge_from=merge_from, merge_reason=merge_reason)
+                   merge_error=merge_error, merge_from=merge_from, merge_reason=merge_reason,
+                   dispatch_error=dispatch_error)
     return render_template("ticket.html", **context), http_status
 
 
