@@ -20,6 +20,7 @@ from hotline import phones
 from hotline.events import record_event
 from hotline.models import Agency, Offer, Referral, Ticket, TicketEvent
 from hotline.outbox import add_message
+from hotline.validation import N_, TemplatedError
 
 log = logging.getLogger("hotline.referrers")
 
@@ -44,7 +45,7 @@ REFERRER_STATUSES = {
 }
 
 
-class InvalidReferrerPhone(ValueError):
+class InvalidReferrerPhone(TemplatedError, ValueError):
     """A referrer's phone that cannot receive the status SMS."""
 
 
@@ -57,9 +58,11 @@ def referrer_mobile(text: str) -> str:
     try:
         number = phones.normalise(text).e164
     except phones.InvalidPhoneNumber as error:
-        raise InvalidReferrerPhone(f"{text!r} is not a valid phone number") from error
+        raise InvalidReferrerPhone(N_("%(phone)s is not a valid phone number; give a mainland mobile number such "
+                                      "as 13812345678."), phone=text) from error
     if phonenumbers.number_type(phonenumbers.parse(number)) != phonenumbers.PhoneNumberType.MOBILE:
-        raise InvalidReferrerPhone(f"{text!r} is not a mobile number, so it cannot receive SMS")
+        raise InvalidReferrerPhone(N_("%(phone)s is not a mobile number, so it cannot receive SMS; give a mainland "
+                                      "mobile number such as 13812345678."), phone=text)
     return number
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from hotline.models import ApiToken
+from hotline.validation import N_, TemplatedError
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES
 
 TOKEN_PREFIX = "hl_"
@@ -31,10 +32,17 @@ SCOPES = {
     REFERRALS_READ: "read the source's own referrals, register a webhook and read its deliveries",
     KB_READ: "read knowledge articles",
 }
+# Labels shown to staff, Simplified Chinese first, as in hotline.vocabulary.
+SCOPE_LABELS = {
+    REFERRALS_WRITE: ("提交转介", "File referrals"),
+    REFERRALS_READ: ("查看本来源的转介，登记并查看状态回调",
+                     "Read its own referrals, register a webhook and read its deliveries"),
+    KB_READ: ("查看便民服务信息", "Read knowledge articles"),
+}
 DEFAULT_SOURCE_SCOPES = (REFERRALS_WRITE, REFERRALS_READ)
 
 
-class TokenNotFound(LookupError):
+class TokenNotFound(TemplatedError, LookupError):
     """No token, or more than one, starts with the given prefix."""
 
 
@@ -98,13 +106,14 @@ def find_by_prefix(session: Session, prefix: str) -> ApiToken:
     """Return the one token whose prefix starts with `prefix`; raise TokenNotFound for none or several."""
     prefix = prefix.strip()
     if not prefix:
-        raise TokenNotFound("give the token's prefix, as `hotline tokens list` shows it")
+        raise TokenNotFound(N_("Give the token's prefix, as `hotline tokens list` shows it."))
     rows = session.exec(select(ApiToken).where(ApiToken.prefix.startswith(prefix, autoescape=True))).all()
     if not rows:
-        raise TokenNotFound(f"no token has the prefix {prefix!r}; `hotline tokens list` shows them all")
+        raise TokenNotFound(N_("No token has the prefix %(prefix)s; `hotline tokens list` shows them all."),
+                            prefix=prefix)
     if len(rows) > 1:
-        found = ", ".join(token.prefix for token in rows)
-        raise TokenNotFound(f"{len(rows)} tokens start with {prefix!r} ({found}); give more of the prefix")
+        raise TokenNotFound(N_("%(count)s tokens start with %(prefix)s (%(found)s); give more of the prefix."),
+                            count=len(rows), prefix=prefix, found=", ".join(token.prefix for token in rows))
     return rows[0]
 
 

@@ -13,6 +13,15 @@ def N_(template: str) -> str:  # noqa: N802 - the name Babel's extractor looks f
     return template
 
 
+class TemplatedError(Exception):
+    """An error whose message is an N_-marked English `template` filled with `params`, for callers to translate."""
+
+    def __init__(self, template: str, **params: Any):
+        super().__init__(template % params if params else template)
+        self.template = template
+        self.params = params
+
+
 class InputError(ValueError):
     """Bad input: nothing was changed. `status` is the HTTP status of the API response."""
 

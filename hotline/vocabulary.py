@@ -104,6 +104,19 @@ SLA_TARGETS = {
     "follow_up": ("回访", "Follow-up"),
 }
 
+SLA_STATES = {
+    "running": ("计时中", "Running"),
+    "paused": ("已暂停", "Paused"),
+    "met": ("已达成", "Met"),
+    "breached": ("已超时", "Breached"),
+    "cancelled": ("已取消", "Cancelled"),
+}
+# Who must act before an SLA clock runs out.
+CLOCK_OWNERS = {
+    "hotline": ("热线", "Hotline"),
+    "agency": ("代理机构", "Agency"),
+}
+
 
 def label(mapping: dict[str, tuple[str, str]], code: str, language: str = "zh") -> str:
     """Return the label of `code` in the given language, or the code itself when it has none."""

@@ -57,6 +57,16 @@ def postgres_database_url():
     admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def default_cli_language(monkeypatch):
+    """Clear the variables that choose the `hotline` command's language, so it prints Simplified Chinese.
+
+    A test of the English output sets HOTLINE_CLI_LANGUAGE or LANG through CliRunner's `env`.
+    """
+    for name in ("HOTLINE_CLI_LANGUAGE", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A database with the schema and no rows, on each backend in turn."""

@@ -473,8 +473,8 @@ def test_daily_job_scheduled_in_shanghai(runtime):
 # --- CLI ------------------------------------------------------------------------------------------
 
 
-def _cli(*args: str):
-    return CliRunner().invoke(main, ["agencies", *args])
+def _cli(*args: str, language: str | None = None):
+    return CliRunner().invoke(main, ["agencies", *args], env={"HOTLINE_CLI_LANGUAGE": language})
 
 
 def test_cli_create_list_and_status(runtime, seeded, new_agency):
@@ -538,6 +538,31 @@ def test_cli_rejects_and_writes_nothing(runtime, seeded, new_agency):
 
     assert _agency(runtime, FUSHUN).status == "watch"
     assert _agency(runtime, FUSHUN).capacity == 2
+
+
+def test_cli_in_english(runtime, seeded):
+    listed = _cli("list", language="en")
+    watched = _cli("watch", FUSHUN, "--reason", "投诉待查", "--by", "supervisor", language="en")
+    by_operator = _cli("approve", FUSHUN, "--reason", "x", "--by", "operator", language="en")
+    unknown = _cli("history", "无此机构", language="en")
+
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[0].split()[:4] == ["ID", "Agency", "name", "Kind"]
+    assert "Funeral agency" in listed.output
+    assert watched.exit_code == 0, watched.output
+    assert watched.output.splitlines()[0].endswith(": Approved → On watch")
+    assert by_operator.exit_code == 1
+    assert "User operator has the role Operator; only these roles may do this: Supervisor, Administrator." \
+        in by_operator.output
+    assert unknown.exit_code == 1
+    assert "No agency 无此机构; `hotline agencies list` shows the IDs and names." in unknown.output
+
+
+def test_cli_update_names_changed_options(runtime, seeded):
+    result = _cli("update", FUSHUN, "--capacity", "3", "--other-phone", "021-59201234", "--by", "admin")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("：--capacity、--other-phone\n")
 
 
 def test_cli_update_renews_filing(runtime, seeded):

@@ -120,10 +120,23 @@ def test_fairness_cli_table(runtime, seeded, week_of_offers):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "统计期：2026-12-01 至 2026-12-07（北京时间，共 7 天）"
-    assert lines[1].split()[:3] == ["编号", "名称", "派单"]
+    assert lines[1].split()[:3] == ["编号", "名称", "派单数"]
     accepting, declining = week_of_offers
     assert "6.0 分钟" in next(line for line in lines if accepting in line)
-    assert "车辆不足1" in next(line for line in lines if declining in line)
+    assert "车辆不足：1" in next(line for line in lines if declining in line)
+
+
+@time_machine.travel(MONDAY_MORNING + timedelta(hours=1), tick=False)
+def test_fairness_cli_table_in_english(runtime, seeded, week_of_offers):
+    result = CliRunner().invoke(main, ["agencies", "fairness", "--since", "7d"], env={"HOTLINE_CLI_LANGUAGE": "en"})
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Period: 2026-12-01 to 2026-12-07 (Beijing time, 7 days)"
+    assert lines[1].split()[:4] == ["ID", "Agency", "name", "Offers"]
+    accepting, declining = week_of_offers
+    assert "6.0 min" in next(line for line in lines if accepting in line)
+    assert "No vehicle free: 1" in next(line for line in lines if declining in line)
 
 
 def test_fairness_cli_bad_period(runtime, seeded):

@@ -118,7 +118,7 @@ def test_cli_creates_referrer_account(runtime, seeded, database_url, tmp_path):
                   "--committee", "复兴居委", "--phone", "137 0000 0001", "--display-name", "社工 李芳")
 
     assert result.exit_code == 0, result.output
-    assert "created community_worker li.fang" in result.output
+    assert result.output == "已创建社区工作者账户 li.fang。\n"
     with runtime.transaction() as session:
         user = session.exec(select(User).where(User.username == "li.fang")).one()
     assert (user.role, user.town_code, user.committee, user.phone) == (
@@ -126,15 +126,15 @@ def test_cli_creates_referrer_account(runtime, seeded, database_url, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--role", "elderly_advisor", "--town", "盈浦街道", "--committee", "复兴居委"], "needs --phone"),
-    (["--role", "elderly_advisor", "--phone", "13700000001"], "needs --town, --committee"),
+    (["--role", "elderly_advisor", "--town", "盈浦街道", "--committee", "复兴居委"], "养老顾问账户必须给出 --phone"),
+    (["--role", "elderly_advisor", "--phone", "13700000001"], "必须给出 --town --committee"),
     (["--role", "assistance_advisor", "--town", "北京", "--committee", "复兴居委", "--phone", "13700000001"],
-     "unknown town '北京'; known towns: 夏阳街道"),
+     "街镇 北京 不存在；可用的街镇：夏阳街道、"),
     (["--role", "community_worker", "--town", "盈浦街道", "--committee", "复兴居委", "--phone", "021-59200496"],
-     "is not a mobile number"),
+     "021-59200496 不是手机号，不能接收短信"),
     (["--role", "community_worker", "--town", "盈浦街道", "--committee", "居" * 65, "--phone", "13700000001"],
-     "longer than 64 characters"),
-    (["--role", "operator", "--town", "盈浦街道"], "--town and --committee are for referrer accounts"),
+     "超过 64 个字符"),
+    (["--role", "operator", "--town", "盈浦街道"], "--town 和 --committee 只用于转介人账户，话务员账户不需要"),
 ])
 def test_cli_rejects_incomplete_referrer(runtime, seeded, database_url, tmp_path, args, message):
     result = _cli(database_url, tmp_path, "someone", *args)

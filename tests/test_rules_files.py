@@ -128,16 +128,20 @@ def test_optional_loader_reports_missing_function():
     errors: list[str] = []
 
     assert _optional_loader(errors, "hotline.rules.loader", "load_everything") is None
-    assert errors == ["hotline.rules.loader: no function load_everything"]
+    assert errors == ["hotline.rules.loader：没有函数 load_everything"]
 
 
 def test_test_command_passes_on_shipped_cases():
     result = CliRunner().invoke(rules, ["test", "--rules", str(DEFAULT_RULES_DIR)])
+    english = CliRunner().invoke(rules, ["test", "--rules", str(DEFAULT_RULES_DIR)], env={"LANG": "en_GB.UTF-8"})
 
     dispatch_cases = [case for path in sorted((DEFAULT_RULES_DIR / DISPATCH_CASES_DIR).glob("*.yaml"))
                       for case in load_dispatch_cases(path)]
+    total = len(SHIPPED_CASES) + len(dispatch_cases)
+    version = rule_set_version(DEFAULT_RULES_DIR)
     assert result.exit_code == 0, result.output
-    assert f"{len(SHIPPED_CASES) + len(dispatch_cases)} cases passed" in result.output
+    assert result.output == f"OK：{total} 个用例全部通过（{version}）\n"
+    assert english.output == f"OK: {total} cases passed ({version})\n"
 
 
 def test_test_command_reports_failing_case(rules_copy):
@@ -157,8 +161,7 @@ def test_test_command_reports_failing_case(rules_copy):
     assert "FAIL" in result.output
     assert "agency service by phone" in result.output
     assert "priority: expected P1, actual P2" in result.output
-    assert " 1 of " in result.output
-    assert "cases failed" in result.output
+    assert "个用例中有 1 个未通过" in result.output
 
 
 def test_test_command_needs_cases(rules_copy):
@@ -167,7 +170,7 @@ def test_test_command_needs_cases(rules_copy):
     result = CliRunner().invoke(rules, ["test", "--rules", str(rules_copy)])
 
     assert result.exit_code == 1
-    assert "no case files" in result.output
+    assert "未找到测试用例" in result.output
 
 
 def test_test_command_reports_invalid_case_file(rules_copy):

@@ -44,8 +44,8 @@ def add_rule(tmp_path, rule: str):
     return target
 
 
-def simulate(database_url, rules_dir, *args):
-    env = {"HOTLINE_DATABASE_URL": database_url}
+def simulate(database_url, rules_dir, *args, language=None):
+    env = {"HOTLINE_DATABASE_URL": database_url, "HOTLINE_CLI_LANGUAGE": language}
     with time_machine.travel(REPORT_TIME, tick=False):
         return CliRunner().invoke(rules, ["simulate", "--rules", str(rules_dir), *args], env=env,
                                   catch_exceptions=False)
@@ -98,10 +98,25 @@ def test_priority_and_policy_changes(database_url, runtime, day_of_tickets, tmp_
     assert f"  {day_of_tickets['solitary']}  enquiry -> p1-around-the-clock" in lines
     assert day_of_tickets["plain"] not in result.output
     assert day_of_tickets["transport"] not in result.output
-    assert ("汇总 summary: 工单 3，优先级变化 1（提升 1，降低 0），队内排序变化 0，SLA 策略变化 1，"
+    assert ("汇总：工单 3，优先级变化 1（提升 1，降低 0），队内排序变化 0，SLA 策略变化 1，"
             "无变化 2，评估失败 0") in lines
-    assert "按各自的规则集版本重放 replayed with own version: 3/3 张与存储结果一致" in lines
+    assert "按各自的规则集版本重放：3/3 张与存储结果一致" in lines
+    assert "优先级变化：1" in lines
     assert row_counts(runtime) == before, "nothing is written"
+
+
+def test_text_report_in_english(database_url, runtime, day_of_tickets, tmp_path):
+    rules_dir = candidate(tmp_path, "raise: 1", "raise: 2")
+
+    result = simulate(database_url, rules_dir, "--since", "30d", language="en")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "Priority changes: 1" in lines
+    assert f"  {day_of_tickets['solitary']}  P2 -> P1  rules vulnerable-resident" in lines
+    assert ("Summary: tickets 3, priority changes 1 (raised 1, lowered 0), queue rank changes 0, "
+            "SLA policy changes 1, unchanged 2, evaluation errors 0") in lines
+    assert "Replayed with their own rule set version: 3 of 3 match the stored results" in lines
 
 
 def test_json_output(database_url, runtime, day_of_tickets, tmp_path):
@@ -202,7 +217,7 @@ def test_invalid_period_rejected(database_url, tmp_path):
     result = simulate(database_url, DEFAULT_RULES_DIR, "--since", "30")
 
     assert result.exit_code == 2
-    assert "invalid period '30'" in result.output
+    assert "时间段 30 无效" in result.output
 
 
 def test_shipped_rules_change_nothing(database_url, runtime, day_of_tickets):

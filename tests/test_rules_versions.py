@@ -38,8 +38,8 @@ def stored_versions(runtime):
         return {row.version: row for row in session.exec(select(RuleSetVersion)).all()}
 
 
-def run_cli(database_url, rules_dir, *args):
-    env = {"HOTLINE_DATABASE_URL": database_url, "HOTLINE_RULES_DIR": str(rules_dir)}
+def run_cli(database_url, rules_dir, *args, language=None):
+    env = {"HOTLINE_DATABASE_URL": database_url, "HOTLINE_RULES_DIR": str(rules_dir), "HOTLINE_CLI_LANGUAGE": language}
     return CliRunner().invoke(rules, list(args), env=env, catch_exceptions=False)
 
 
@@ -176,6 +176,17 @@ def test_show_rejects_unknown_version(database_url, argument, message):
     assert message in result.output
 
 
+@pytest.mark.parametrize("argument, message", [
+    ("abc", "Version abc is too short; give at least 4 characters."),
+    ("ffffffff", "No version ffffffff; list them with `hotline rules versions`."),
+])
+def test_show_rejects_unknown_version_in_english(database_url, argument, message):
+    result = run_cli(database_url, DEFAULT_RULES_DIR, "show", argument, language="en")
+
+    assert result.exit_code == 1
+    assert message in result.output
+
+
 def test_versions_command_on_empty_database(database_url):
     result = run_cli(database_url, DEFAULT_RULES_DIR, "versions")
 
@@ -187,7 +198,7 @@ def test_versions_command_missing_sqlite_file(tmp_path):
     result = run_cli(f"sqlite:///{tmp_path / 'absent.sqlite3'}", DEFAULT_RULES_DIR, "versions")
 
     assert result.exit_code == 1
-    assert "database file not found" in result.output
+    assert "数据库文件不存在" in result.output
     assert not (tmp_path / "absent.sqlite3").exists()
 
 

@@ -13,6 +13,7 @@ import time_machine
 from sqlmodel import Session, select
 
 from hotline import tickets
+from hotline.cli.language import gettext
 from hotline.dispatch import offers
 from hotline.models import Offer, OutboxMessage, SlaClock, Ticket, TicketEvent
 from hotline.queueing import InProcessQueue
@@ -381,7 +382,7 @@ def test_explain_shows_arithmetic(runtime, policies):
 
     with Session(runtime.engine) as session:
         text = "\n".join(explain_ticket(session, session.get(Ticket, ticket_id), policies,
-                                        runtime.component("calendars"), at("2026-03-10T11:00:00+08:00")))
+                                        runtime.component("calendars"), at("2026-03-10T11:00:00+08:00"), gettext))
 
     assert "策略 timed" in text
     assert "日历 workday（08:30-17:00，按国家法定节假日和调休）" in text

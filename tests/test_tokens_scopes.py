@@ -19,8 +19,9 @@ REFERRAL = {
 }
 
 
-def _cli(settings, *args: str):
-    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir)}
+def _cli(settings, *args: str, language: str | None = None):
+    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir),
+           "HOTLINE_CLI_LANGUAGE": language}
     return CliRunner().invoke(main, ["tokens", *args], env=env)
 
 
@@ -71,11 +72,16 @@ def test_required_scope_by_route(method, rule, scope):
     assert required_scope(method, rule) == scope
 
 
-def test_cli_create_with_scopes(runtime, settings):
-    result = _cli(settings, "create", "--source", "shequyun", "--scope", "referrals:write", "--scope", "kb:read")
+@pytest.mark.parametrize("language", [None, "en"])
+def test_cli_create_with_scopes(runtime, settings, language):
+    result = _cli(settings, "create", "--source", "shequyun", "--scope", "referrals:write", "--scope", "kb:read",
+                  language=language)
 
     assert result.exit_code == 0, result.output
-    secret = result.output.strip()
+    assert result.stderr == ""
+    secret = result.stdout.removesuffix("\n")
+    assert secret.startswith("hl_")
+    assert "\n" not in secret, "the token is alone on stdout in both languages"
     with runtime.transaction() as session:
         token = tokens.find_token(session, secret)
     assert token.source == "shequyun"
@@ -86,23 +92,31 @@ def test_cli_role_with_scope_rejected(runtime, settings):
     result = _cli(settings, "create", "--role", "operator", "--scope", "kb:read")
 
     assert result.exit_code == 2
-    assert "--scope is for source tokens" in result.output
+    assert "--scope 只用于来源令牌" in result.output
 
 
 def test_cli_list_shows_tokens(runtime, settings, seeded):
     _cli(settings, "create", "--source", "shequyun", "--name", "社区云生产", "--scope", "kb:read")
 
     result = _cli(settings, "list")
+    english = _cli(settings, "list", language="en")
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["PREFIX", "NAME", "SOURCE/ROLE", "SCOPES", "CREATED", "LAST", "USED", "REVOKED"]
+    assert lines[0].split() == ["前缀", "令牌名称", "来源或角色", "权限", "签发时间", "最近使用", "吊销时间"]
     row = next(line for line in lines if "社区云生产" in line)
-    assert "shequyun" in row
-    assert "kb:read" in row
-    assert "referrals:write" not in row
-    operator_row = next(line for line in lines if "role:operator" in line)
-    assert "(role)" in operator_row
+    assert "社区云" in row
+    assert "查看便民服务信息" in row
+    assert "提交转介" not in row
+    operator_row = next(line for line in lines if line.split()[1] == "operator")
+    assert "话务员" in operator_row
+    assert "由角色决定" in operator_row
+    english_lines = english.output.splitlines()
+    assert english_lines[0].split() == ["Prefix", "Token", "name", "Source", "or", "role", "Scopes", "Issued",
+                                        "Last", "used", "Revoked"]
+    english_row = next(line for line in english_lines if "社区云生产" in line)
+    assert "Shequyun platform" in english_row
+    assert "Read knowledge articles" in english_row
 
 
 def test_cli_revoke_stops_token(runtime, settings, client, seeded):
@@ -112,7 +126,7 @@ def test_cli_revoke_stops_token(runtime, settings, client, seeded):
     result = _cli(settings, "revoke", prefix)
 
     assert result.exit_code == 0, result.output
-    assert f"revoked {prefix}" in result.output
+    assert result.output == f"令牌 {prefix}（shequyun）已吊销，立即失效。\n"
     response = client.post("/api/v1/referrals", json=REFERRAL, headers=_bearer(seeded["shequyun"]))
     assert response.status_code == 401
     listed = _cli(settings, "list").output
@@ -122,9 +136,12 @@ def test_cli_revoke_stops_token(runtime, settings, client, seeded):
 
 def test_cli_revoke_unknown_prefix(runtime, settings):
     result = _cli(settings, "revoke", "hl_nothing")
+    english = _cli(settings, "revoke", "hl_nothing", language="en")
 
     assert result.exit_code == 1
-    assert "no token has the prefix 'hl_nothing'" in result.output
+    assert "没有前缀为 hl_nothing 的令牌" in result.output
+    assert english.exit_code == 1
+    assert "No token has the prefix hl_nothing;" in english.output
 
 
 def test_missing_scope_gets_403_naming_it(client, runtime, seeded):

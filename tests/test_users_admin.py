@@ -20,8 +20,9 @@ from hotline.web import auth
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 
 
-def _cli(settings, *args: str):
-    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir)}
+def _cli(settings, *args: str, language: str | None = None):
+    env = {"HOTLINE_DATABASE_URL": settings.database_url, "HOTLINE_INSTANCE_DIR": str(settings.instance_dir),
+           "HOTLINE_CLI_LANGUAGE": language}
     return CliRunner().invoke(main, ["users", *args], env=env)
 
 
@@ -83,12 +84,23 @@ def test_cli_list_shows_state(app, runtime, settings, seeded):
 
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
-    assert result.output.splitlines()[0].split() == ["USERNAME", "NAME", "ROLE", "ACTIVE", "LOCKED", "UNTIL",
-                                                     "LAST", "LOGIN"]
+    assert result.output.splitlines()[0].split() == ["用户名", "姓名", "角色", "账户状态", "锁定至", "最近登录"]
     assert "2026-12-07 09:15" in lines["operator"], "locked for 15 minutes after the fifth failure"
     assert "2026-12-07 09:00" in lines["supervisor"], "last login"
     assert lines["admin"].split()[-2:] == ["-", "-"], "never locked out, never logged in"
-    assert "yes" in lines["operator"]
+    assert "在用" in lines["operator"]
+    assert "话务员" in lines["operator"], "the role's label, not its code"
+
+
+def test_cli_list_in_english(runtime, settings, seeded):
+    result = _cli(settings, "list", language="en")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["Username", "Name", "Role", "Account", "Locked", "out", "until", "Last", "login"]
+    operator = next(line for line in lines if line.startswith("operator "))
+    assert "Operator" in operator
+    assert "Active" in operator
 
 
 def test_cli_unlock_clears_lockout(app, runtime, settings, seeded):
@@ -100,8 +112,8 @@ def test_cli_unlock_clears_lockout(app, runtime, settings, seeded):
         login = log_in(client, "operator")
 
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "unlocked operator"
-    assert again.output.strip() == "operator was not locked out"
+    assert result.output.strip() == "已解除 operator 的登录锁定。"
+    assert again.output.strip() == "operator 未被锁定。"
     assert login.status_code == 302, "the lockout no longer applies"
     admin_id = _user(runtime, "admin").id
     assert _changes(runtime, "operator") == [("unlocked", f"user:{admin_id}", None)]
@@ -137,9 +149,9 @@ def test_cli_needs_an_active_admin(runtime, settings, seeded):
     assert missing.exit_code == 2
     assert "--by" in missing.output
     assert by_operator.exit_code == 1
-    assert "operator is not an active admin" in by_operator.output
+    assert "operator 不是在用的管理员账户。" in by_operator.output
     assert unknown.exit_code == 1
-    assert "user 'nobody' not found" in unknown.output
+    assert "用户 nobody 不存在" in unknown.output
     assert _user(runtime, "supervisor").active is True
     assert _changes(runtime, "supervisor") == []
 
@@ -157,14 +169,14 @@ def test_cli_deactivate_and_activate(app, runtime, settings, seeded):
         allowed = log_in(app.test_client(), "operator")
 
     assert deactivated.exit_code == 0, deactivated.output
-    assert deactivated.output.splitlines() == ["deactivated operator; its open sessions have ended",
-                                               f"revoked 1 API token(s) of operator: {prefix}"]
+    assert deactivated.output.splitlines() == ["operator 已停用，不能再登录；其所有已登录会话均已结束。",
+                                               f"已吊销 operator 的 1 个 API 令牌：{prefix}。"]
     assert session_after.status_code == 302
     assert session_after.location.startswith("/login"), "the open session ended"
     assert refused.status_code == 401
-    assert twice.output.strip() == "operator was already inactive"
-    assert activated.output.splitlines()[0] == "activated operator"
-    assert "its 1 revoked API token(s) stay revoked" in activated.output
+    assert twice.output.strip() == "operator 本已停用。"
+    assert activated.output.splitlines()[0] == "operator 已重新启用。"
+    assert "其 1 个已吊销的 API 令牌仍保持吊销" in activated.output
     assert allowed.status_code == 302
     admin_id = _user(runtime, "admin").id
     assert _changes(runtime, "operator") == [("deactivated", f"user:{admin_id}", None),
@@ -172,24 +184,40 @@ def test_cli_deactivate_and_activate(app, runtime, settings, seeded):
                                              ("activated", f"user:{admin_id}", None)]
 
 
+def test_cli_deactivate_in_english(runtime, settings, seeded):
+    prefix = _token_prefix(runtime, seeded["operator"])
+
+    deactivated = _cli(settings, "deactivate", "operator", "--by", "admin", language="en")
+    activated = _cli(settings, "activate", "operator", "--by", "admin", language="en")
+
+    assert deactivated.output.splitlines() == [
+        "operator is deactivated and can no longer log in; every open session has ended.",
+        f"Revoked 1 API token of operator: {prefix}."]
+    assert activated.output.splitlines() == [
+        "operator is active again.",
+        "Its 1 revoked API token stays revoked; `hotline tokens create --role ROLE --user operator` issues a new one."]
+
+
 def test_cli_admin_cannot_deactivate_self(runtime, settings, seeded):
     result = _cli(settings, "deactivate", "admin", "--by", "admin")
+    english = _cli(settings, "deactivate", "admin", "--by", "admin", language="en")
 
     assert result.exit_code == 1
-    assert "You cannot deactivate your own account." in result.output
+    assert "不能停用自己的账户。" in result.output
+    assert "You cannot deactivate your own account." in english.output
     assert _user(runtime, "admin").active is True
 
 
 def test_cli_reset_password_prints_it_once(app, runtime, settings, seeded):
     with time_machine.travel(MONDAY_MORNING, tick=False):
         result = _cli(settings, "reset-password", "operator", "--by", "admin")
-        password = result.output.strip().rsplit(": ", 1)[1]
+        password = result.output.strip().rsplit("：", 1)[1]
         old = log_in(app.test_client(), "operator", PASSWORD)
         new = log_in(app.test_client(), "operator", password)
 
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == "every open session of operator has ended"
-    assert result.output.splitlines()[1].startswith("new password for operator (shown only now): ")
+    assert result.output.splitlines()[0] == "operator 已登录的会话已全部结束。"
+    assert result.output.splitlines()[1].startswith("operator 的新密码（只显示这一次）：")
     assert len(password) >= 16
     assert old.status_code == 401
     assert new.status_code == 302
@@ -356,7 +384,7 @@ def test_token_for_inactive_user_rejected(runtime, settings, seeded):
     result = _tokens_cli(settings, "create", "--role", "operator", "--user", "operator")
 
     assert result.exit_code == 1
-    assert "user 'operator' is deactivated" in result.output
+    assert "用户 operator 已停用" in result.output
     assert len(_live_token_names(runtime)) == count_before
 
 
@@ -366,7 +394,7 @@ def test_reset_password_ends_every_session(app, runtime, settings, seeded):
         assert log_in(first, "operator").status_code == 302
         assert log_in(second, "operator").status_code == 302
         assert log_in(supervisor, "supervisor").status_code == 302
-        result = _cli(settings, "reset-password", "operator", "--by", "admin")
+        result = _cli(settings, "reset-password", "operator", "--by", "admin", language="en")
         password = result.output.strip().rsplit(": ", 1)[1]
         ended = [client.get("/") for client in (first, second)]
         other_user = supervisor.get("/")

@@ -305,7 +305,7 @@ def test_cli_register_rejects_loopback_by_default(runtime, seeded, settings, rec
     result = CliRunner().invoke(main, ["tokens", "webhook", prefix, "--url", receiver.url], env=env)
 
     assert result.exit_code == 2
-    assert "must be an https URL" in result.output
+    assert "必须是 https 网址" in result.output
 
 
 # --- delivery ----------------------------------------------------------------------------------------

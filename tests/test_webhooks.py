@@ -236,19 +236,27 @@ def test_cli_webhook_register_and_show(client, seeded, receiver, runtime, settin
         prefix = session.exec(select(ApiToken.prefix).where(ApiToken.name == "shequyun")).one()
 
     registered = CliRunner().invoke(main, ["tokens", "webhook", prefix, "--url", receiver.url], env=env)
-    secret = re.search(r"signing secret \(shown only now\): (\S+)", registered.output).group(1)
+    secret = re.search(r"签名密钥（只显示这一次）：(\S+)", registered.output).group(1)
     receiver.status = 500
     _refer_and_claim(client, seeded)
     shown = CliRunner().invoke(main, ["tokens", "webhook", prefix, "--show"], env=env)
+    english = CliRunner().invoke(main, ["tokens", "webhook", prefix, "--show"], env={**env, "LANG": "en_US.UTF-8"})
 
     assert registered.exit_code == 0, registered.output
-    assert f"registered webhook {receiver.url}" in registered.output
+    assert f"已为令牌 {prefix}（社区云）登记回调地址 {receiver.url}。" in registered.output
     assert _verify(secret, receiver.requests[0])
     assert shown.exit_code == 0, shown.output
-    assert f"url: {receiver.url}" in shown.output
-    delivery_line = next(line for line in shown.output.splitlines() if "in_progress" in line)
-    assert "pending" in delivery_line
+    assert f"网址：{receiver.url}" in shown.output
+    assert "来源：社区云" in shown.output
+    delivery_line = next(line for line in shown.output.splitlines() if "处理中" in line)
+    assert "待推送" in delivery_line
+    assert "尝试 1 次" in delivery_line
     assert "HTTP 500" in delivery_line
+    assert english.exit_code == 0, english.output
+    assert f"URL: {receiver.url}" in english.output
+    assert "The latest 1 delivery:" in english.output
+    english_line = next(line for line in english.output.splitlines() if "In progress" in line)
+    assert "Pending  1 attempt" in english_line
 
 
 def test_cli_webhook_rejects_staff_token(runtime, seeded, settings):
@@ -259,4 +267,4 @@ def test_cli_webhook_rejects_staff_token(runtime, seeded, settings):
     result = CliRunner().invoke(main, ["tokens", "webhook", prefix, "--url", "https://example.cn/hook"], env=env)
 
     assert result.exit_code == 1
-    assert "staff token" in result.output
+    assert f"令牌 {prefix} 是员工令牌" in result.output

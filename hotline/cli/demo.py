@@ -21,6 +21,7 @@ import click
 from sqlmodel import select
 
 from hotline import seed
+from hotline.cli.language import N_, LocalizedCommand, gettext
 from hotline.clock import local, now
 from hotline.config import DEVELOPMENT_SECRET_KEY, ConfigError, Settings, load_settings
 from hotline.models import User
@@ -40,15 +41,16 @@ def _require_free_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise click.ClickException(
-                f"{host}:{port} 无法使用（{error.strerror}）；请换一个端口，例如 make demo PORT={port + 1}"
-                f" 或 hotline demo --port {port + 1} / {host}:{port} is not available ({error.strerror}); "
-                f"choose another port, for example make demo PORT={port + 1}") from None
+            raise click.ClickException(gettext(
+                "%(host)s:%(port)s is not available (%(reason)s); choose another port, for example "
+                "make demo PORT=%(next)s or hotline demo --port %(next)s.",
+                host=host, port=port, reason=error.strerror, next=port + 1)) from None
 
 
-@click.command(help="Start the hotline on the embedded default: SQLite, in-process jobs, demo data.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.command(cls=LocalizedCommand,
+               help=N_("Start the hotline on the embedded default: SQLite, in-process jobs, demo data."))
+@click.option("--host", default="127.0.0.1", show_default=True, help=N_("Address to listen on."))
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help=N_("TCP port."))
 def demo(host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
@@ -60,7 +62,7 @@ def demo(host: str, port: int) -> None:
     try:
         settings = load_settings()
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(gettext("Invalid configuration: %(error)s", error=error)) from None
     _require_free_port(host, port)
     credentials = load_or_create_credentials(settings.instance_dir)
     if settings.secret_key == DEVELOPMENT_SECRET_KEY:
@@ -124,6 +126,7 @@ def seed_demo_data(runtime, credentials: dict) -> None:
 
 
 def print_welcome(settings: Settings, credentials: dict, host: str, port: int) -> None:
+    # NOTE: the welcome stays English after its Chinese title in both languages; README.md describes it.
     url = f"http://{host}:{port}"
     lines = [
         "",

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlmodel import Session
 
+from hotline.cli.language import N_, LocalizedGroup, error_message, gettext, ngettext
 from hotline.clock import SHANGHAI, isoformat, local, now
 from hotline.config import ConfigError, Settings, load_settings
 from hotline.rules import versions as rule_versions
@@ -27,34 +28,41 @@ log = logging.getLogger("hotline.rules")
 
 _RULES_OPTION = click.option(
     "--rules", "rules_dir", type=click.Path(path_type=Path, file_okay=False),
-    help="规则目录，默认取 HOTLINE_RULES_DIR / rules directory, default HOTLINE_RULES_DIR (routing_rules/)",
+    help=N_("Rules directory; defaults to HOTLINE_RULES_DIR (routing_rules/)."),
 )
+SECTIONS = ((N_("Priority changes"), "priority"), (N_("Queue rank changes"), "queue_rank"),
+            (N_("SLA policy changes"), "sla_policy"))
 
 
-@click.group("rules")
+@click.group("rules", cls=LocalizedGroup, help=N_("Check and test the routing rule files."))
 def rules() -> None:
-    """检查并试运行路由规则文件 (check and test the routing rule files)."""
+    pass
 
 
-@rules.command("check")
+@rules.command("check", help=N_("Load every rule file and print \"OK <version>\" or the errors."))
 @_RULES_OPTION
 def check_command(rules_dir: Path | None) -> None:
-    """加载全部规则文件，打印 "OK <版本>" 或错误 (load every rule file, print "OK <version>" or the errors)."""
     settings = _load_settings()
     rules_dir = rules_dir or settings.rules_dir
     errors = check_rule_files(rules_dir, settings.timezone)
     if errors:
-        for line in errors:
-            click.echo(line, err=True)
-        click.echo(f"规则文件有 {len(errors)} 处错误 / {len(errors)} errors in {rules_dir}", err=True)
+        _print_errors(errors, rules_dir)
         raise SystemExit(1)
+    # "OK <version>" is the same in both languages, so that scripts can test for it.
     click.echo(f"OK {rule_set_version(rules_dir)}")
 
 
-@rules.command("test")
+def _print_errors(errors: list[str], rules_dir: Path) -> None:
+    for line in errors:
+        click.echo(line, err=True)
+    click.echo(ngettext("%(num)d error in the rule files in %(dir)s", "%(num)d errors in the rule files in %(dir)s",
+                        len(errors), dir=rules_dir), err=True)
+
+
+@rules.command("test", help=N_("Run the example tickets of the priority and dispatch rules, in tests/ and "
+                               "tests/dispatch/."))
 @_RULES_OPTION
 def test_command(rules_dir: Path | None) -> None:
-    """运行 tests/ 和 tests/dispatch/ 中的示例工单 (run the example tickets of the priority and dispatch rules)."""
     rules_dir = rules_dir or _load_settings().rules_dir
     try:
         rule_set = load_rule_set(rules_dir)
@@ -64,46 +72,45 @@ def test_command(rules_dir: Path | None) -> None:
 
     case_files = sorted((rules_dir / CASES_DIR).glob("*.yaml"))
     if not case_files:
-        click.echo(f"未找到测试用例 / no case files in {rules_dir / CASES_DIR}", err=True)
+        click.echo(gettext("No case files in %(dir)s", dir=rules_dir / CASES_DIR), err=True)
         raise SystemExit(1)
 
     total, failures = _run_case_files(rule_set, case_files)
     dispatch_total, dispatch_failures = _run_dispatch_case_files(rules_dir)
     total, failures = total + dispatch_total, failures + dispatch_failures
     if failures:
-        click.echo(f"{failures}/{total} 个用例未通过 / {failures} of {total} cases failed", err=True)
+        click.echo(ngettext("%(failures)d of %(num)d case failed", "%(failures)d of %(num)d cases failed", total,
+                            failures=failures), err=True)
         raise SystemExit(1)
-    click.echo(f"OK {total} 个用例全部通过 / {total} cases passed ({rule_set.version})")
+    click.echo(ngettext("OK: %(num)d case passed (%(version)s)", "OK: %(num)d cases passed (%(version)s)", total,
+                        version=rule_set.version))
 
 
-@rules.command("simulate")
+@rules.command("simulate", help=N_(
+    "Replay stored tickets under the candidate rules and list the priorities, queue ranks and SLA policies that "
+    "would change. Read-only.\n\n"
+    "Each ticket is replayed with the facts it had when the rules last evaluated it, at intake or at the caller's "
+    "choice in the phone menu: its fields and referral source, its tags and its priority before that evaluation, "
+    "the caller's calls and open tickets at the time (rebuilt from the calls and status events), and the working "
+    "hours and holidays of the workday calendar in the candidate rules directory."))
 @_RULES_OPTION
 @click.option("--since", "period", default="30d", show_default=True,
-              help="重放最近多长时间内创建的工单，整数天或小时，如 30d、7d、12h / period of ticket creation to replay")
+              help=N_("Replay the tickets created within this period: whole days or hours, such as 30d, 7d or 12h."))
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="输出格式 / output format")
+              help=N_("Output format."))
 def simulate_command(rules_dir: Path | None, period: str, output_format: str) -> None:
-    """用候选规则重放已存工单，列出会改变的优先级、队内排序和 SLA 策略；只读 (replay stored tickets, read-only).
-
-    \b
-    每张工单按规则最后一次评估它时（受理时，或来电菜单选择时）的事实重放：
-    工单字段与转介来源、当时的标签、评估前的优先级、由通话和状态事件重建的当时来电次数与未办结工单，
-    以及候选规则目录中 workday 日历在当时的工作时间与节假日。
-    Each ticket is replayed with the facts it had when the rules last evaluated it, rebuilt from its
-    stored fields, calls and status events.
-    """
     settings = _load_settings()
     rules_dir = rules_dir or settings.rules_dir
     try:
         length = parse_period(period)
-    except ValueError as error:
-        raise click.BadParameter(f"时间段无效 / {error}", param_hint="--since") from None
+    except ValueError:
+        message = gettext("Invalid period %(text)s: write a whole number of days or hours, such as 30d or 12h.",
+                          text=period)
+        raise click.BadParameter(message, param_hint="--since") from None
 
     errors = check_rule_files(rules_dir, settings.timezone)
     if errors:
-        for line in errors:
-            click.echo(line, err=True)
-        click.echo(f"规则文件有 {len(errors)} 处错误 / {len(errors)} errors in {rules_dir}", err=True)
+        _print_errors(errors, rules_dir)
         raise SystemExit(1)
 
     rule_set, policies, calendars = _load_candidate(rules_dir, settings.timezone)
@@ -118,43 +125,49 @@ def simulate_command(rules_dir: Path | None, period: str, output_format: str) ->
             click.echo(line)
 
 
-@rules.command("versions")
+@rules.command("versions", help=N_("List the rule set versions that tickets used: first use, number of tickets and "
+                                    "rules directory."))
 def versions_command() -> None:
-    """列出用过的规则集版本：首次使用时间、工单数、规则目录 (list the rule set versions tickets used)."""
+    from hotline.cli.agencies import format_table
+
     settings = _load_settings()
     with _read_only_session(settings) as session:
         summaries = rule_versions.list_versions(session)
     if not summaries:
-        click.echo("还没有工单用过任何规则集版本 / no ticket has been evaluated yet")
+        click.echo(gettext("No ticket has been evaluated under any rule set version yet."))
         return
 
     current = _current_version(settings.rules_dir)
-    click.echo("版本 version   首次使用 first used  工单 tickets  规则目录 folder")
+    table = []
     for summary in summaries:
         first_used = local(summary.first_used_at, settings.timezone).strftime("%Y-%m-%d %H:%M") \
             if summary.first_used_at else "-"
-        folder = summary.rules_dir if summary.stored else "（文件未保存 / files not stored）"
-        marker = "  ← 当前目录 / current folder" if summary.version == current else ""
-        click.echo(f"{summary.version:<14} {first_used:<19} {summary.tickets:>12}  {folder}{marker}")
+        folder = summary.rules_dir if summary.stored else gettext("(files not stored)")
+        marker = "  " + gettext("← current folder") if summary.version == current else ""
+        table.append((summary.version, first_used, str(summary.tickets), folder + marker))
+    headers = (gettext("Version"), gettext("First used"), gettext("Tickets"), gettext("Rules directory"))
+    for line in format_table(headers, table):
+        click.echo(line)
 
 
-@rules.command("show")
+@rules.command("show", help=N_("Print every rule file of a stored rule set version; VERSION may be its first 4 or "
+                               "more characters."))
 @click.argument("version")
-@click.option("--file", "file_name", metavar="NAME", help="只打印这个文件，例如 priority.yaml / print only this file")
+@click.option("--file", "file_name", metavar="NAME", help=N_("Print only this file, such as priority.yaml."))
 def show_command(version: str, file_name: str | None) -> None:
-    """打印一个规则集版本的全部规则文件；VERSION 可以是前 4 位以上 (print the files of a stored version)."""
     settings = _load_settings()
     with _read_only_session(settings) as session:
         try:
             row = rule_versions.find_version(session, version)
         except rule_versions.VersionNotFound as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(error_message(error)) from None
 
     if file_name is not None and file_name not in row.files:
-        raise click.ClickException(f"版本 {row.version} 没有文件 {file_name}；有：{', '.join(sorted(row.files))} / "
-                                   f"version {row.version} has no file {file_name}")
+        raise click.ClickException(gettext("Version %(version)s has no file %(file)s; its files: %(files)s.",
+                                           version=row.version, file=file_name, files=", ".join(sorted(row.files))))
     first_used = local(row.first_used_at, settings.timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
-    click.echo(f"# 规则集版本 {row.version}，首次使用 {first_used}，目录 {row.rules_dir}")
+    click.echo("# " + gettext("Rule set version %(version)s, first used %(first_used)s, directory %(dir)s",
+                              version=row.version, first_used=first_used, dir=row.rules_dir))
     for name in sorted(row.files):
         if file_name is None or name == file_name:
             click.echo(f"\n# --- {name} ---")
@@ -183,7 +196,8 @@ def check_rule_files(rules_dir: Path, tz: ZoneInfo = SHANGHAI) -> list[str]:
     if load_policies is not None and calendars is not None:
         _run_check(errors, "sla.yaml", lambda: load_policies(rules_dir / "sla.yaml", calendars))
     elif load_policies is not None:
-        errors.append(f"{rules_dir / 'sla.yaml'}: not checked, because the calendars it refers to did not load")
+        errors.append(gettext("%(file)s: not checked, because the calendars it refers to did not load",
+                              file=rules_dir / "sla.yaml"))
 
     load_dispatch_config = _optional_loader(errors, "hotline.dispatch.config", "load_dispatch_config")
     if load_dispatch_config is not None:
@@ -199,15 +213,15 @@ def _optional_loader(errors: list[str], module_name: str, function_name: str) ->
         if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
             log.debug("Skipping the check that needs %s: module not installed", module_name)
         else:
-            errors.append(f"{module_name}: import failed: {error}")
+            errors.append(gettext("%(module)s: import failed: %(error)s", module=module_name, error=error))
         return None
     except ImportError as error:
-        errors.append(f"{module_name}: import failed: {error}")
+        errors.append(gettext("%(module)s: import failed: %(error)s", module=module_name, error=error))
         return None
 
     loader = getattr(module, function_name, None)
     if loader is None:
-        errors.append(f"{module_name}: no function {function_name}")
+        errors.append(gettext("%(module)s: no function %(function)s", module=module_name, function=function_name))
     return loader
 
 
@@ -235,35 +249,48 @@ def _load_candidate(rules_dir: Path, tz: ZoneInfo):
 def _report_lines(report: SimulationReport, rules_dir: Path, tz: ZoneInfo) -> list[str]:
     since = local(report.since, tz).strftime("%Y-%m-%d %H:%M")
     until = local(report.until, tz).strftime("%Y-%m-%d %H:%M")
-    lines = [f"候选规则集 {report.candidate_version}（{rules_dir}）",
-             f"重放 {since} 至 {until}（{tz.key}）创建的 {report.tickets} 张工单；只读，未写入任何数据。"]
+    lines = [gettext("Candidate rule set %(version)s (%(dir)s)", version=report.candidate_version, dir=rules_dir),
+             ngettext("Replayed %(num)d ticket created from %(since)s to %(until)s (%(zone)s); read-only, nothing "
+                      "was written.",
+                      "Replayed %(num)d tickets created from %(since)s to %(until)s (%(zone)s); read-only, nothing "
+                      "was written.", report.tickets, since=since, until=until, zone=tz.key)]
     if report.skipped:
-        lines.append(f"另有 {report.skipped} 张工单未经规则评估，未重放。")
+        lines.append(ngettext("%(num)d more ticket was never evaluated by the rules, so it was not replayed.",
+                              "%(num)d more tickets were never evaluated by the rules, so they were not replayed.",
+                              report.skipped))
 
-    sections = [("优先级变化 priority changes", "priority"), ("队内排序变化 queue rank changes", "queue_rank"),
-                ("SLA 策略变化 SLA policy changes", "sla_policy")]
-    for title, attribute in sections:
+    for title, attribute in SECTIONS:
         changed = [change for change in report.changes if getattr(change, attribute) is not None]
         lines.append("")
-        lines.append(f"{title}: {len(changed)}")
+        lines.append(_count_line(gettext(title), len(changed)))
         for change in changed:
             difference = getattr(change, attribute)
-            rules_text = f"  规则 {', '.join(difference.rules)}" if difference.rules else ""
+            rules_text = "  " + gettext("rules %(rules)s", rules=", ".join(difference.rules)) if difference.rules \
+                else ""
             lines.append(f"  {change.number}  {difference.before} -> {difference.after}{rules_text}")
     lines.append("")
-    lines.append(f"评估失败 evaluation errors: {len(report.errors)}")
+    lines.append(_count_line(gettext("Evaluation errors"), len(report.errors)))
     lines.extend(f"  {number}  {message}" for number, message in report.errors)
 
     lines.append("")
-    lines.append(f"汇总 summary: 工单 {report.tickets}，优先级变化 {report.count('priority')}"
-                 f"（提升 {report.raised}，降低 {report.lowered}），队内排序变化 {report.count('queue_rank')}，"
-                 f"SLA 策略变化 {report.count('sla_policy')}，无变化 {report.unchanged}，评估失败 {len(report.errors)}")
-    lines.append(f"按各自的规则集版本重放 replayed with own version: {report.reproduced}/"
-                 f"{report.replayed_with_own_version} 张与存储结果一致")
+    lines.append(gettext("Summary: tickets %(tickets)s, priority changes %(priority)s (raised %(raised)s, "
+                         "lowered %(lowered)s), queue rank changes %(rank)s, SLA policy changes %(policy)s, "
+                         "unchanged %(unchanged)s, evaluation errors %(errors)s",
+                         tickets=report.tickets, priority=report.count("priority"), raised=report.raised,
+                         lowered=report.lowered, rank=report.count("queue_rank"), policy=report.count("sla_policy"),
+                         unchanged=report.unchanged, errors=len(report.errors)))
+    lines.append(gettext("Replayed with their own rule set version: %(reproduced)s of %(replayed)s match the stored "
+                         "results", reproduced=report.reproduced, replayed=report.replayed_with_own_version))
     if report.not_reproduced:
-        lines.append(f"  不一致 not reproduced: {', '.join(report.not_reproduced)}"
-                     "（这些工单当时的事实未能完全重建，其变化可能不只来自规则改动）")
+        lines.append("  " + gettext("Not reproduced: %(numbers)s (the facts of these tickets at the time could not "
+                                    "be fully rebuilt, so their changes may come from more than the rule change)",
+                                    numbers=", ".join(report.not_reproduced)))
     return lines
+
+
+def _count_line(name: str, count: int) -> str:
+    # TRANSLATORS: a heading or a label and its number, such as "Priority changes: 2".
+    return gettext("%(name)s: %(count)s", name=name, count=count)
 
 
 def _report_json(report: SimulationReport, rules_dir: Path, tz: ZoneInfo) -> dict[str, Any]:
@@ -311,7 +338,7 @@ def _run_case_files(rule_set, case_files: Sequence[Path]) -> tuple[int, int]:
             try:
                 mismatches = run_case(rule_set, case)
             except (RuleError, ValueError) as error:
-                mismatches = [f"evaluation failed: {error}"]
+                mismatches = [gettext("Evaluation failed: %(error)s", error=error)]
             if mismatches:
                 failures += 1
                 click.echo(f"FAIL {case.location} {case.name}", err=True)
@@ -348,7 +375,7 @@ def _run_dispatch_case_files(rules_dir: Path) -> tuple[int, int]:
             try:
                 mismatches = run_dispatch_case(config, case)
             except (RuleError, ValueError, KeyError) as error:
-                mismatches = [f"evaluation failed: {error}"]
+                mismatches = [gettext("Evaluation failed: %(error)s", error=error)]
             if mismatches:
                 failures += 1
                 click.echo(f"FAIL {case.location} {case.name}", err=True)
@@ -362,7 +389,7 @@ def _read_only_session(settings: Settings) -> Iterator[Session]:
     try:
         engine = read_only_engine(settings.database_url)
     except DatabaseMissing as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(error_message(error)) from None
     try:
         with Session(engine) as session:
             yield session
@@ -381,4 +408,4 @@ def _load_settings() -> Settings:
     try:
         return load_settings()
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(gettext("Invalid configuration: %(error)s", error=error)) from None

@@ -8,10 +8,12 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import create_engine
 
+from hotline.validation import N_, TemplatedError
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
-class DatabaseMissing(LookupError):
+class DatabaseMissing(TemplatedError, LookupError):
     """The SQLite file of the database URL does not exist."""
 
 
@@ -28,7 +30,7 @@ def read_only_engine(database_url: str) -> Engine:
         return create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
 
     if not url.database or url.database == ":memory:" or not Path(url.database).is_file():
-        raise DatabaseMissing(f"数据库文件不存在 / database file not found: {url.database}")
+        raise DatabaseMissing(N_("Database file not found: %(path)s"), path=url.database)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
 
     @event.listens_for(engine, "connect")

@@ -26,6 +26,7 @@ from hotline.clock import now
 from hotline.models import RuleSetVersion, Ticket
 from hotline.rules.engine import RuleSet
 from hotline.rules.expressions import RuleError
+from hotline.validation import N_, TemplatedError
 
 log = logging.getLogger("hotline.rules")
 
@@ -43,7 +44,7 @@ _hook_installed = False
 _lock = threading.Lock()
 
 
-class VersionNotFound(LookupError):
+class VersionNotFound(TemplatedError, LookupError):
     """No stored version matches, or a prefix matches several; the message says which."""
 
 
@@ -141,22 +142,22 @@ def find_version(session: Session, text: str) -> RuleSetVersion:
     """
     text = text.strip().lower()
     if len(text) < MIN_PREFIX:
-        raise VersionNotFound(f"版本号太短：至少给出 {MIN_PREFIX} 位 / version {text!r} is too short; "
-                              f"give at least {MIN_PREFIX} characters")
+        raise VersionNotFound(N_("Version %(version)s is too short; give at least %(min)s characters."),
+                              version=text, min=MIN_PREFIX)
 
     matches = session.exec(select(RuleSetVersion).where(RuleSetVersion.version.startswith(text))).all()
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         names = ", ".join(sorted(row.version for row in matches))
-        raise VersionNotFound(f"版本 {text} 不唯一：{names} / version prefix {text} matches {names}")
+        raise VersionNotFound(N_("Version prefix %(version)s matches several versions: %(names)s."),
+                              version=text, names=names)
 
     on_tickets = session.exec(select(func.count(Ticket.id)).where(Ticket.rule_set_version.startswith(text))).one()
     if on_tickets:
-        raise VersionNotFound(f"版本 {text} 的规则文件未保存（该版本早于版本记录功能） / the files of version {text} "
-                              f"were not stored, because it was used before versions were recorded")
-    raise VersionNotFound(f"版本 {text} 不存在；用 hotline rules versions 查看 / no version {text}; "
-                          "list them with hotline rules versions")
+        raise VersionNotFound(N_("The files of version %(version)s were not stored, because it was used before "
+                                 "versions were recorded."), version=text)
+    raise VersionNotFound(N_("No version %(version)s; list them with `hotline rules versions`."), version=text)
 
 
 def stored_rule_set(session: Session, version: str | None) -> RuleSet | None:

@@ -24,6 +24,7 @@ import chinese_calendar
 import yaml
 
 from hotline.rules.expressions import RuleError
+from hotline.validation import N_, TemplatedError
 
 log = logging.getLogger("hotline.sla")
 
@@ -343,15 +344,22 @@ def add_with_pauses(
     return Deadline(due_at=deadline.due_at, provisional=provisional)
 
 
+class InvalidPause(TemplatedError, ValueError):
+    """A pause that starts before the clock, ends before it starts or overlaps the previous pause."""
+
+
 def _check_pauses(start: datetime, ordered: Sequence[tuple[datetime, datetime]]) -> None:
     previous_end = start
     for begin, end in ordered:
         if begin < start:
-            raise ValueError(f"pause starting {begin.isoformat()} is before the clock start {start.isoformat()}")
+            raise InvalidPause(N_("The pause starting %(begin)s is before the clock start %(start)s."),
+                               begin=begin.isoformat(), start=start.isoformat())
         if end <= begin:
-            raise ValueError(f"pause {begin.isoformat()}/{end.isoformat()} ends before it starts")
+            raise InvalidPause(N_("The pause %(begin)s/%(end)s ends before it starts."), begin=begin.isoformat(),
+                               end=end.isoformat())
         if begin < previous_end:
-            raise ValueError(f"pause starting {begin.isoformat()} overlaps the previous pause")
+            raise InvalidPause(N_("The pause starting %(begin)s overlaps the previous pause."),
+                               begin=begin.isoformat())
         previous_end = end
 
 

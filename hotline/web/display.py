@@ -66,13 +66,6 @@ REFERRAL_FIELDS = {
     "deceased.died_at": ("死亡时间", "Time of death"),
     "deceased.place": ("死亡地点", "Place of death"),
 }
-SLA_STATES = {
-    "running": ("计时中", "Running"),
-    "paused": ("已暂停", "Paused"),
-    "met": ("已达成", "Met"),
-    "breached": ("已超时", "Breached"),
-    "cancelled": ("已取消", "Cancelled"),
-}
 OFFER_STATES = {
     "pending": ("待接单", "Pending"),
     "accepted": ("已接单", "Accepted"),

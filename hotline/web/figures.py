@@ -21,13 +21,9 @@ from hotline.reports import agencies as agency_reports
 from hotline.reports import daily, live
 from hotline.reports.period import Period
 from hotline.sla import watchlist
-from hotline.vocabulary import CATEGORIES, PRIORITIES, SLA_TARGETS, SOURCES, label
+from hotline.vocabulary import CATEGORIES, CLOCK_OWNERS, PRIORITIES, SLA_TARGETS, SOURCES, label
 from hotline.web import display
 
-CLOCK_OWNERS = {
-    "hotline": ("热线", "Hotline"),
-    "agency": ("代理机构", "Agency"),
-}
 AGENCY_KINDS = {
     "funeral_home": ("区殡仪馆自有队伍", "Funeral home team"),
     "agency": ("殡葬代理机构", "Funeral agency"),

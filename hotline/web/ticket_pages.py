@@ -31,6 +31,7 @@ from hotline.vocabulary import (
     FLAGS,
     NEEDS,
     OPEN_STATUSES,
+    SLA_STATES,
     SOURCES,
     STATUSES,
     TRANSITIONS,
@@ -411,7 +412,7 @@ def _clock_row(clock: SlaClock, at, tz, language: str) -> dict[str, Any]:
     return {
         "target": label(display.SLA_TARGETS, clock.target, language),
         "due": display.show_time(clock.due_at, tz),
-        "state": label(display.SLA_STATES, state, language),
+        "state": label(SLA_STATES, state, language),
         "colour": colour,
         "countdown": display.countdown_text(clock.due_at, at, language) if live else "",
         "arithmetic": display.clock_arithmetic(clock, tz, language),

@@ -31,12 +31,6 @@ bp = Blueprint("web_tokens_admin", __name__, url_prefix="/admin/tokens")
 
 NAME_MAX = 100
 REASON_MAX = 200
-SCOPE_LABELS = {
-    token_store.REFERRALS_WRITE: ("提交转介", "File referrals"),
-    token_store.REFERRALS_READ: ("查看本来源的转介，登记并查看状态回调",
-                                 "Read its own referrals, register a webhook and read its deliveries"),
-    token_store.KB_READ: ("查看便民服务信息", "Read knowledge articles"),
-}
 MESSAGES = {
     "source": N_("Choose the referral source the token files under."),
     "scopes": N_("Choose at least one thing the token may do."),
@@ -125,7 +119,7 @@ def _render(values: dict[str, Any], errors: dict[str, str], issued: dict[str, st
         "tokens_admin.html", tokens=rows, values=values, errors=errors, issued=issued, language=language,
         name_max=NAME_MAX, reason_max=REASON_MAX,
         sources=[(code, label(SOURCES, code, language)) for code in REFERRAL_SOURCES],
-        scopes=[(code, label(SCOPE_LABELS, code, language)) for code in token_store.SCOPES],
+        scopes=[(code, label(token_store.SCOPE_LABELS, code, language)) for code in token_store.SCOPES],
     ), status
 
 
@@ -146,7 +140,7 @@ def _token_row(token: ApiToken, names: dict[int, str], tz, language: str) -> dic
         "name": token.name,
         "is_source": token.source is not None,
         "owner": owner,
-        "scopes": [label(SCOPE_LABELS, scope, language) for scope in token.scopes or []],
+        "scopes": [label(token_store.SCOPE_LABELS, scope, language) for scope in token.scopes or []],
         "created_at": display.show_time(token.created_at, tz),
         "last_used_at": display.show_time(token.last_used_at, tz),
         "revoked_at": display.show_time(token.revoked_at, tz),
