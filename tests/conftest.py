@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from dispatch_helpers import DIANSHANHU, MONDAY_MORNING
 from sqlalchemy import create_engine, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 import hotline.models  # noqa: F401  (registers the tables)
 from hotline import runtime as runtime_module
 from hotline.config import load_settings
+from hotline.models import Agency
 from hotline.queueing import InProcessQueue
 from hotline.runtime import build_runtime
 
@@ -184,3 +187,13 @@ class ClientTransport:
 @pytest.fixture
 def transport(client):
     return ClientTransport(client)
+
+
+@pytest.fixture
+def rotation(runtime, seeded):
+    """Put 淀山湖 behind 练塘福顺 in the rotation, so tickets in 练塘 go to 练塘福顺 first and to 淀山湖 next."""
+    with runtime.transaction() as session:
+        agency = session.exec(select(Agency).where(Agency.name == DIANSHANHU)).one()
+        agency.last_offered_at = MONDAY_MORNING + timedelta(hours=1)
+        session.add(agency)
+    return seeded

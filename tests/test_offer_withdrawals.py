@@ -8,6 +8,15 @@ from datetime import date, datetime, timedelta
 import pytest
 import time_machine
 from click.testing import CliRunner
+from dispatch_helpers import (
+    DIANSHANHU,
+    FUSHUN,
+    FUSHUN_PHONE,
+    MONDAY_MORNING,
+    agency_named,
+    body_transport_ticket,
+    offers_of,
+)
 from sqlmodel import select
 
 from hotline import agencies
@@ -15,44 +24,10 @@ from hotline.cli import main
 from hotline.dispatch import offers, withdrawals
 from hotline.models import Agency, Offer, OutboxMessage, Ticket, TicketEvent, User
 from hotline.telephony.signatures import compute_signature
-from hotline.tickets import create_ticket
 from workers import jobs
 
-MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 PUBLIC = "https://hotline.example.test"
-LIANTANG = "310118103"
 OTHER_TOWN = "310118104"
-FUSHUN = "练塘福顺礼仪服务社"
-FUSHUN_PHONE = "+8613900000002"
-DIANSHANHU = "上海淀山湖殡葬代理有限公司"
-
-
-@pytest.fixture
-def rotation(runtime, seeded):
-    """Put 淀山湖 behind 练塘福顺 in the rotation, so tickets in 练塘 go to 练塘福顺 first and to 淀山湖 next."""
-    with runtime.transaction() as session:
-        agency = session.exec(select(Agency).where(Agency.name == DIANSHANHU)).one()
-        agency.last_offered_at = MONDAY_MORNING + timedelta(hours=1)
-        session.add(agency)
-    return seeded
-
-
-def _ticket(runtime, at=MONDAY_MORNING, town=LIANTANG) -> int:
-    with time_machine.travel(at, tick=False), runtime.transaction() as session:
-        ticket = create_ticket(session, runtime, at, actor="test", channel="referral_api", source="community_worker",
-                               category="agency_service", needs=["body_transport"], town_code=town,
-                               caller_phone="+8613812345678")
-        return ticket.id
-
-
-def _offers(runtime, ticket_id) -> list[Offer]:
-    with runtime.transaction() as session:
-        return session.exec(select(Offer).where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)).all()
-
-
-def _agency(runtime, name) -> Agency:
-    with runtime.transaction() as session:
-        return session.exec(select(Agency).where(Agency.name == name)).one()
 
 
 def _agency_name(runtime, offer: Offer) -> str:
@@ -82,7 +57,7 @@ def _user_id(runtime, username) -> int:
 
 
 def _set_status(client, runtime, token, name, status, reason="投诉属实", at=MONDAY_MORNING + timedelta(minutes=5)):
-    agency_id = _agency(runtime, name).id
+    agency_id = agency_named(runtime, name).id
     with time_machine.travel(at, tick=False):
         return client.post(f"/api/v1/agencies/{agency_id}/status", json={"status": status, "reason": reason},
                            headers={"Authorization": f"Bearer {token}"})
@@ -98,9 +73,9 @@ def _sms_reply(client, phone, body, sid):
 
 
 def test_suspension_withdraws_and_redispatches(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
-    elsewhere_id = _ticket(runtime, town=OTHER_TOWN)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    elsewhere_id = body_transport_ticket(runtime, town=OTHER_TOWN)
+    [offer] = offers_of(runtime, ticket_id)
     assert _agency_name(runtime, offer) == FUSHUN
 
     response = _set_status(client, runtime, rotation["supervisor"], FUSHUN, "suspended")
@@ -111,7 +86,7 @@ def test_suspension_withdraws_and_redispatches(client, runtime, rotation):
     assert body["status"] == "suspended"
     assert body["withdrawn_offers"] == [{"ticket": number, "attempt": 1, "code": offer.code}]
     assert body["accepted_offers"] == []
-    withdrawn, second = _offers(runtime, ticket_id)
+    withdrawn, second = offers_of(runtime, ticket_id)
     assert withdrawn.state == "cancelled"
     assert withdrawn.response_reason == "机构已被暂停派单"
     assert withdrawn.responded_at == MONDAY_MORNING + timedelta(minutes=5)
@@ -119,13 +94,13 @@ def test_suspension_withdraws_and_redispatches(client, runtime, rotation):
     assert second.attempt == 2
     assert _agency_name(runtime, second) == DIANSHANHU, "the ticket went to the next eligible agency at once"
     assert _ticket_row(runtime, ticket_id).status == "dispatching"
-    [offer_home] = _offers(runtime, elsewhere_id)
+    [offer_home] = offers_of(runtime, elsewhere_id)
     assert offer_home.state == "pending", "another agency's offer is untouched"
 
 
 def test_suspension_records_event_and_sms(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
 
     _set_status(client, runtime, rotation["supervisor"], FUSHUN, "suspended")
 
@@ -146,20 +121,20 @@ def test_suspension_records_event_and_sms(client, runtime, rotation):
 
 
 def test_revocation_withdraws_offers(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _set_status(client, runtime, rotation["supervisor"], FUSHUN, "revoked", reason="备案注销")
 
     assert response.status_code == 200
     assert len(response.get_json()["withdrawn_offers"]) == 1
-    withdrawn, second = _offers(runtime, ticket_id)
+    withdrawn, second = offers_of(runtime, ticket_id)
     assert withdrawn.response_reason == "机构资格已撤销"
     assert _agency_name(runtime, second) == DIANSHANHU
 
 
 def test_watch_leaves_offers_open(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
 
     response = _set_status(client, runtime, rotation["supervisor"], FUSHUN, "watch")
     answer = offers.answer_offer(runtime, offer.id, True, "agency:x", None, MONDAY_MORNING + timedelta(minutes=6))
@@ -169,14 +144,14 @@ def test_watch_leaves_offers_open(client, runtime, rotation):
     assert _message(runtime, f"offer:{offer.id}:withdrawn") is None
     assert _events(runtime, ticket_id, "offer_cancelled") == []
     assert answer.ok, "an agency on watch keeps working"
-    assert _offers(runtime, ticket_id)[0].state == "accepted"
+    assert offers_of(runtime, ticket_id)[0].state == "accepted"
 
 
 def test_accepted_offer_stays_and_is_listed(client, runtime, rotation):
-    accepted_id = _ticket(runtime)
-    pending_id = _ticket(runtime, at=MONDAY_MORNING + timedelta(minutes=1))
-    [accepted] = _offers(runtime, accepted_id)
-    [pending] = _offers(runtime, pending_id)
+    accepted_id = body_transport_ticket(runtime)
+    pending_id = body_transport_ticket(runtime, at=MONDAY_MORNING + timedelta(minutes=1))
+    [accepted] = offers_of(runtime, accepted_id)
+    [pending] = offers_of(runtime, pending_id)
     assert _agency_name(runtime, pending) == FUSHUN
     assert offers.answer_offer(runtime, accepted.id, True, "agency:x", None, MONDAY_MORNING).ok
 
@@ -187,26 +162,26 @@ def test_accepted_offer_stays_and_is_listed(client, runtime, rotation):
                                          "code": pending.code}]
     assert body["accepted_offers"] == [{"ticket": _ticket_row(runtime, accepted_id).number, "attempt": 1,
                                         "code": accepted.code}]
-    assert [offer.state for offer in _offers(runtime, accepted_id)] == ["accepted"]
+    assert [offer.state for offer in offers_of(runtime, accepted_id)] == ["accepted"]
     assert _ticket_row(runtime, accepted_id).status == "dispatched"
-    assert _ticket_row(runtime, accepted_id).agency_id == _agency(runtime, FUSHUN).id
+    assert _ticket_row(runtime, accepted_id).agency_id == agency_named(runtime, FUSHUN).id
 
 
 def test_rejected_status_change_withdraws_nothing(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _set_status(client, runtime, rotation["supervisor"], FUSHUN, "suspended", reason="  ")
 
     assert response.status_code == 422
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["pending"]
-    assert _agency(runtime, FUSHUN).status == "approved"
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["pending"]
+    assert agency_named(runtime, FUSHUN).status == "approved"
 
 
 def test_cli_suspend_reports_offers(runtime, rotation):
-    accepted_id = _ticket(runtime)
-    pending_id = _ticket(runtime, at=MONDAY_MORNING + timedelta(minutes=1))
-    [accepted] = _offers(runtime, accepted_id)
-    [pending] = _offers(runtime, pending_id)
+    accepted_id = body_transport_ticket(runtime)
+    pending_id = body_transport_ticket(runtime, at=MONDAY_MORNING + timedelta(minutes=1))
+    [accepted] = offers_of(runtime, accepted_id)
+    [pending] = offers_of(runtime, pending_id)
     assert offers.answer_offer(runtime, accepted.id, True, "agency:x", None, MONDAY_MORNING).ok
 
     with time_machine.travel(MONDAY_MORNING + timedelta(minutes=5), tick=False):
@@ -219,15 +194,15 @@ def test_cli_suspend_reports_offers(runtime, rotation):
     assert f"{_ticket_row(runtime, pending_id).number}（派单码 {pending.code}）" in lines[1]
     assert f"{_ticket_row(runtime, accepted_id).number}（派单码 {accepted.code}）" in lines[2]
     assert "撤回派单" in lines[2]
-    assert [offer.state for offer in _offers(runtime, pending_id)] == ["cancelled", "pending"]
+    assert [offer.state for offer in offers_of(runtime, pending_id)] == ["cancelled", "pending"]
 
 
 # --- acceptance by an agency out of dispatch ----------------------------------------------------------
 
 
 def test_accept_after_suspension_rejected(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
     _set_status(client, runtime, rotation["supervisor"], FUSHUN, "suspended")
 
     with time_machine.travel(MONDAY_MORNING + timedelta(minutes=6), tick=False):
@@ -240,7 +215,7 @@ def test_accept_after_suspension_rejected(client, runtime, rotation):
     assert answer.message == f"派单 {offer.code} 已撤回，不能接单：机构已被暂停派单。无需再处理。"
     assert answer.message in by_sms
     assert answer.message in by_link
-    first, second = _offers(runtime, ticket_id)
+    first, second = offers_of(runtime, ticket_id)
     assert first.state == "cancelled"
     assert second.state == "pending"
     assert _ticket_row(runtime, ticket_id).agency_id is None
@@ -249,15 +224,15 @@ def test_accept_after_suspension_rejected(client, runtime, rotation):
 
 
 def test_decline_after_withdrawal_changes_nothing(client, runtime, rotation):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
     _set_status(client, runtime, rotation["supervisor"], FUSHUN, "suspended")
 
     answer = offers.answer_offer(runtime, offer.id, False, "agency:x", "没车", MONDAY_MORNING + timedelta(minutes=6))
 
     assert not answer.ok
     assert "已撤销" in answer.message
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["cancelled", "pending"]
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["cancelled", "pending"]
 
 
 # --- expired documents --------------------------------------------------------------------------------
@@ -272,25 +247,25 @@ def test_sweep_withdraws_offer_after_expiry(runtime, rotation):
     before_midnight = datetime.fromisoformat("2026-12-07T23:59:50+08:00")
     after_midnight = datetime.fromisoformat("2026-12-08T00:00:05+08:00")
     sweep_time = datetime.fromisoformat("2026-12-08T00:00:10+08:00")
-    ticket_id = _ticket(runtime, at=evening)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime, at=evening)
+    [offer] = offers_of(runtime, ticket_id)
     assert _agency_name(runtime, offer) == FUSHUN
     assert offer.accept_by > sweep_time, "the offer is still open when the document expires"
 
     with time_machine.travel(before_midnight, tick=False):
         assert jobs.sweep_offers() == 0
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["pending"]
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["pending"]
 
     with time_machine.travel(after_midnight, tick=False):
         answer = offers.answer_offer(runtime, offer.id, True, "agency:x", None, after_midnight)
     assert not answer.ok
     assert answer.message == f"派单 {offer.code} 不能接单：营业执照已于 2026-12-08 到期。此派单即将撤回，无需再处理。"
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["pending"], "a rejected accept changes nothing"
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["pending"], "a rejected accept changes nothing"
 
     with time_machine.travel(sweep_time, tick=False):
         assert jobs.sweep_offers() == 1
 
-    withdrawn, second = _offers(runtime, ticket_id)
+    withdrawn, second = offers_of(runtime, ticket_id)
     assert withdrawn.state == "cancelled"
     assert withdrawn.response_reason == "营业执照已于 2026-12-08 到期"
     assert _agency_name(runtime, second) == DIANSHANHU
@@ -300,11 +275,11 @@ def test_sweep_withdraws_offer_after_expiry(runtime, rotation):
     assert event.data["agency_status"] == "approved"
     sms = _message(runtime, f"offer:{offer.id}:withdrawn")
     assert "原因：营业执照已于 2026-12-08 到期" in sms.body
-    assert _agency(runtime, FUSHUN).status == "approved", "expiry changes no vetting status"
+    assert agency_named(runtime, FUSHUN).status == "approved", "expiry changes no vetting status"
 
 
 def test_sweep_catches_status_set_elsewhere(runtime, rotation):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
     with runtime.transaction() as session:
         agency = session.exec(select(Agency).where(Agency.name == FUSHUN)).one()
         agency.status = "suspended"
@@ -316,7 +291,7 @@ def test_sweep_catches_status_set_elsewhere(runtime, rotation):
 
     assert withdrawn == 1
     assert again == 0
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["cancelled", "pending"]
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["cancelled", "pending"]
     assert len(_events(runtime, ticket_id, "offer_cancelled")) == 1
 
 

@@ -6,34 +6,27 @@ Who may send the form is tested with the other dashboard pages in test_web_dashb
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import time_machine
+from dispatch_helpers import (
+    DIANSHANHU,
+    FUSHUN,
+    FUSHUN_PHONE,
+    MONDAY_MORNING,
+    agency_named,
+    body_transport_ticket,
+    offers_of,
+)
 from sqlmodel import select
 from web_helpers import csrf_token, log_in
 
 from hotline.dispatch import offers, withdrawals
-from hotline.models import Agency, AgencyStatusChange, Offer, OutboxMessage, Ticket, TicketEvent, User
-from hotline.tickets import create_ticket
+from hotline.models import Agency, AgencyStatusChange, OutboxMessage, Ticket, TicketEvent, User
 
-MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 CHANGE_TIME = MONDAY_MORNING + timedelta(minutes=5)
-LIANTANG = "310118103"
-FUSHUN = "练塘福顺礼仪服务社"
-FUSHUN_PHONE = "+8613900000002"
-DIANSHANHU = "上海淀山湖殡葬代理有限公司"
 REASON = "家属投诉收费不透明，经核实属实"
-
-
-@pytest.fixture
-def rotation(runtime, seeded):
-    """Put 淀山湖 behind 练塘福顺 in the rotation, so tickets in 练塘 go to 练塘福顺 first and to 淀山湖 next."""
-    with runtime.transaction() as session:
-        agency = session.exec(select(Agency).where(Agency.name == DIANSHANHU)).one()
-        agency.last_offered_at = MONDAY_MORNING + timedelta(hours=1)
-        session.add(agency)
-    return seeded
 
 
 @pytest.fixture
@@ -43,31 +36,13 @@ def supervisor(client, rotation):
     return client
 
 
-def _ticket(runtime, at=MONDAY_MORNING) -> int:
-    with time_machine.travel(at, tick=False), runtime.transaction() as session:
-        ticket = create_ticket(session, runtime, at, actor="test", channel="referral_api", source="community_worker",
-                               category="agency_service", needs=["body_transport"], town_code=LIANTANG,
-                               caller_phone="+8613812345678")
-        return ticket.id
-
-
-def _offers(runtime, ticket_id) -> list[Offer]:
-    with runtime.transaction() as session:
-        return session.exec(select(Offer).where(Offer.ticket_id == ticket_id).order_by(Offer.attempt)).all()
-
-
-def _agency(runtime, name) -> Agency:
-    with runtime.transaction() as session:
-        return session.exec(select(Agency).where(Agency.name == name)).one()
-
-
 def _number(runtime, ticket_id) -> str:
     with runtime.transaction() as session:
         return session.get(Ticket, ticket_id).number
 
 
 def _history(runtime, name) -> list[AgencyStatusChange]:
-    agency_id = _agency(runtime, name).id
+    agency_id = agency_named(runtime, name).id
     with runtime.transaction() as session:
         return session.exec(select(AgencyStatusChange).where(AgencyStatusChange.agency_id == agency_id)
                             .order_by(AgencyStatusChange.id)).all()
@@ -82,7 +57,7 @@ def _set_status_directly(runtime, name, status, reason="核查"):
 
 def _send(client, runtime, name, status, reason=REASON, confirmed=True, from_status=None, **extra):
     """Send the status form of agency `name` as the dashboard row does, with the session's CSRF token."""
-    agency = _agency(runtime, name)
+    agency = agency_named(runtime, name)
     data = {"status": status, "reason": reason, "from_status": from_status or agency.status, "back": "dashboard",
             **extra}
     if confirmed:
@@ -97,8 +72,8 @@ def _flashes(page: str) -> list[str]:
 
 
 def _unchanged(runtime, ticket_id, name=FUSHUN, status="approved", history_rows=2):
-    assert _agency(runtime, name).status == status
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["pending"]
+    assert agency_named(runtime, name).status == status
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["pending"]
     assert len(_history(runtime, name)) == history_rows
 
 
@@ -108,7 +83,7 @@ def _unchanged(runtime, ticket_id, name=FUSHUN, status="approved", history_rows=
 @time_machine.travel(CHANGE_TIME, tick=False)
 def test_row_offers_allowed_actions(supervisor, runtime):
     _set_status_directly(runtime, DIANSHANHU, "suspended")
-    fushun, dianshanhu = _agency(runtime, FUSHUN), _agency(runtime, DIANSHANHU)
+    fushun, dianshanhu = agency_named(runtime, FUSHUN), agency_named(runtime, DIANSHANHU)
 
     page = supervisor.get("/supervisor").get_data(as_text=True)
     fushun_row = re.search(rf'<tr data-agency="{fushun.id}">(.*?)</tr>', page, re.S).group(1)
@@ -129,7 +104,7 @@ def test_row_offers_allowed_actions(supervisor, runtime):
 
 
 def test_confirmation_names_agency_and_offers(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _send(supervisor, runtime, FUSHUN, "suspended", confirmed=False)
 
@@ -145,7 +120,7 @@ def test_confirmation_names_agency_and_offers(supervisor, runtime):
 
 
 def test_confirmation_of_watch_withdraws_nothing(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     page = _send(supervisor, runtime, FUSHUN, "watch", confirmed=False).get_data(as_text=True)
 
@@ -158,8 +133,8 @@ def test_confirmation_of_watch_withdraws_nothing(supervisor, runtime):
 
 
 def test_suspend_withdraws_and_redispatches(supervisor, runtime):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
     number = _number(runtime, ticket_id)
 
     response = _send(supervisor, runtime, FUSHUN, "suspended")
@@ -172,16 +147,16 @@ def test_suspend_withdraws_and_redispatches(supervisor, runtime):
     assert flashes[0] == f"{FUSHUN}：已准入 → 已暂停。原因：{REASON}"
     assert flashes[1] == f"已撤回 1 个待接单的派单并短信告知该机构，工单随即重新自动派单：{number}。"
     assert len(flashes) == 2
-    assert _agency(runtime, FUSHUN).status == "suspended"
-    withdrawn, second = _offers(runtime, ticket_id)
+    assert agency_named(runtime, FUSHUN).status == "suspended"
+    withdrawn, second = offers_of(runtime, ticket_id)
     assert withdrawn.state == "cancelled"
     assert second.state == "pending"
-    assert second.agency_id == _agency(runtime, DIANSHANHU).id
+    assert second.agency_id == agency_named(runtime, DIANSHANHU).id
 
 
 def test_suspend_records_event_sms_and_history(supervisor, runtime):
-    ticket_id = _ticket(runtime)
-    [offer] = _offers(runtime, ticket_id)
+    ticket_id = body_transport_ticket(runtime)
+    [offer] = offers_of(runtime, ticket_id)
 
     _send(supervisor, runtime, FUSHUN, "suspended")
 
@@ -203,8 +178,8 @@ def test_suspend_records_event_sms_and_history(supervisor, runtime):
 
 
 def test_suspend_lists_accepted_offers(supervisor, runtime):
-    accepted_id = _ticket(runtime)
-    [accepted] = _offers(runtime, accepted_id)
+    accepted_id = body_transport_ticket(runtime)
+    [accepted] = offers_of(runtime, accepted_id)
     assert offers.answer_offer(runtime, accepted.id, True, "agency:x", None, MONDAY_MORNING).ok
 
     confirmation = _send(supervisor, runtime, FUSHUN, "suspended", confirmed=False).get_data(as_text=True)
@@ -219,7 +194,7 @@ def test_suspend_lists_accepted_offers(supervisor, runtime):
     assert flashes[1] == f"{FUSHUN} 没有待接单的派单，未撤回任何派单。"
     assert flashes[2] == (f"{FUSHUN} 已接单、尚未办结的工单 1 个仍由该机构负责，需要人工跟进：{number}。"
                           "如需换机构，请在工单页面撤回派单。")
-    assert [offer.state for offer in _offers(runtime, accepted_id)] == ["accepted"]
+    assert [offer.state for offer in offers_of(runtime, accepted_id)] == ["accepted"]
 
 
 def test_approve_suspended_agency(supervisor, runtime):
@@ -229,10 +204,10 @@ def test_approve_suspended_agency(supervisor, runtime):
     with time_machine.travel(CHANGE_TIME, tick=False):
         page = supervisor.get(response.location).get_data(as_text=True)
 
-    fushun_id = _agency(runtime, FUSHUN).id
+    fushun_id = agency_named(runtime, FUSHUN).id
     assert response.status_code == 302
     assert _flashes(page) == [f"{FUSHUN}：已暂停 → 已准入。原因：整改完成，复核通过"]
-    assert _agency(runtime, FUSHUN).status == "approved"
+    assert agency_named(runtime, FUSHUN).status == "approved"
     assert re.search(rf'<tr data-agency="{fushun_id}">.*?status-approved">已准入</span>', page, re.S)
 
 
@@ -241,8 +216,8 @@ def test_return_to_agency_page(supervisor, runtime):
 
     response = _send(supervisor, runtime, FUSHUN, "watch", back="agency")
 
-    assert response.location == f"/supervisor/agencies/{_agency(runtime, FUSHUN).id}"
-    assert _agency(runtime, FUSHUN).status == "watch"
+    assert response.location == f"/supervisor/agencies/{agency_named(runtime, FUSHUN).id}"
+    assert agency_named(runtime, FUSHUN).status == "watch"
 
 
 # --- rejected changes ----------------------------------------------------------------------------------
@@ -250,7 +225,7 @@ def test_return_to_agency_page(supervisor, runtime):
 
 @pytest.mark.parametrize("confirmed", [False, True])
 def test_missing_reason_changes_nothing(supervisor, runtime, confirmed):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _send(supervisor, runtime, FUSHUN, "suspended", reason="   ", confirmed=confirmed)
 
@@ -262,7 +237,7 @@ def test_missing_reason_changes_nothing(supervisor, runtime, confirmed):
 
 
 def test_too_long_reason_changes_nothing(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _send(supervisor, runtime, FUSHUN, "suspended", reason="长" * 501)
 
@@ -280,7 +255,7 @@ def test_transition_not_allowed_changes_nothing(supervisor, runtime):
     assert response.status_code == 409
     assert f"机构 {FUSHUN} 不能从 已撤销资格 改为 已准入；可改为：—。" in page
     assert "revoked" not in re.search(r'id="status-error">([^<]*)<', page).group(1)
-    assert _agency(runtime, FUSHUN).status == "revoked"
+    assert agency_named(runtime, FUSHUN).status == "revoked"
     assert len(_history(runtime, FUSHUN)) == 3
 
 
@@ -294,11 +269,11 @@ def test_pending_agency_cannot_be_suspended(supervisor, runtime):
 
     assert response.status_code == 409
     assert f"机构 {FUSHUN} 不能从 待审核 改为 已暂停；可改为：已准入、已撤销资格。" in response.get_data(as_text=True)
-    assert _agency(runtime, FUSHUN).status == "pending"
+    assert agency_named(runtime, FUSHUN).status == "pending"
 
 
 def test_unknown_status_changes_nothing(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     response = _send(supervisor, runtime, FUSHUN, "closed")
 
@@ -308,7 +283,7 @@ def test_unknown_status_changes_nothing(supervisor, runtime):
 
 
 def test_change_after_another_is_conflict(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
     _set_status_directly(runtime, FUSHUN, "watch")
 
     response = _send(supervisor, runtime, FUSHUN, "suspended", from_status="approved")
@@ -316,8 +291,8 @@ def test_change_after_another_is_conflict(supervisor, runtime):
     page = response.get_data(as_text=True)
     assert response.status_code == 409
     assert f"机构 {FUSHUN} 的状态在处理期间已被他人修改，请刷新后重试。" in page
-    assert _agency(runtime, FUSHUN).status == "watch"
-    assert [offer.state for offer in _offers(runtime, ticket_id)] == ["pending"]
+    assert agency_named(runtime, FUSHUN).status == "watch"
+    assert [offer.state for offer in offers_of(runtime, ticket_id)] == ["pending"]
     assert len(_history(runtime, FUSHUN)) == 3
 
 
@@ -331,8 +306,8 @@ def test_rejected_change_keeps_the_reason(supervisor, runtime):
 
 
 def test_form_without_csrf_rejected(supervisor, runtime):
-    ticket_id = _ticket(runtime)
-    agency_id = _agency(runtime, FUSHUN).id
+    ticket_id = body_transport_ticket(runtime)
+    agency_id = agency_named(runtime, FUSHUN).id
     data = {"status": "suspended", "reason": REASON, "from_status": "approved", "confirmed": "yes"}
 
     with time_machine.travel(CHANGE_TIME, tick=False):
@@ -358,7 +333,7 @@ def test_unknown_agency_not_found(supervisor):
 
 
 def test_change_in_english(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
     with time_machine.travel(CHANGE_TIME, tick=False):
         page = supervisor.get("/supervisor?lang=en").get_data(as_text=True)
 
@@ -394,11 +369,11 @@ def test_error_in_english(supervisor, runtime):
 
 
 def test_agency_page_shows_history(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
     _send(supervisor, runtime, FUSHUN, "suspended")
 
     with time_machine.travel(CHANGE_TIME, tick=False):
-        page = supervisor.get(f"/supervisor/agencies/{_agency(runtime, FUSHUN).id}").get_data(as_text=True)
+        page = supervisor.get(f"/supervisor/agencies/{agency_named(runtime, FUSHUN).id}").get_data(as_text=True)
 
     rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td class=\"note\">([^<]*)</td>\s*"
                       r"<td>([^<]*)</td></tr>", page)
@@ -408,16 +383,16 @@ def test_agency_page_shows_history(supervisor, runtime):
     assert rows[2] == ("2026-12-07 09:05", "已准入", "已暂停", REASON, "值班主管 张强")
     assert '<span class="agency-status status-suspended" id="agency-status">已暂停</span>' in page
     assert re.findall(r'name="status" value="(\w+)"', page) == ["approved", "watch", "revoked"]
-    withdrawn, redispatched = _offers(runtime, ticket_id)
-    assert redispatched.agency_id != _agency(runtime, FUSHUN).id
+    withdrawn, redispatched = offers_of(runtime, ticket_id)
+    assert redispatched.agency_id != agency_named(runtime, FUSHUN).id
     assert '<dd id="pending-offers">—</dd>' in page
 
 
 def test_agency_page_lists_pending_offers(supervisor, runtime):
-    ticket_id = _ticket(runtime)
+    ticket_id = body_transport_ticket(runtime)
 
     with time_machine.travel(CHANGE_TIME, tick=False):
-        page = supervisor.get(f"/supervisor/agencies/{_agency(runtime, FUSHUN).id}").get_data(as_text=True)
+        page = supervisor.get(f"/supervisor/agencies/{agency_named(runtime, FUSHUN).id}").get_data(as_text=True)
 
     number = _number(runtime, ticket_id)
     assert f'<dd id="pending-offers"><a href="/tickets/{number}">{number}</a></dd>' in page
