@@ -48,7 +48,7 @@ class TokenNotFound(TemplatedError, LookupError):
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """What a live token stands for: its source or staff role, its user and its scopes."""
+    """The identity of a live token: its source or staff role, its user and its scopes."""
 
     id: int
     source: str | None

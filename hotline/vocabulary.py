@@ -111,7 +111,7 @@ SLA_STATES = {
     "breached": ("已超时", "Breached"),
     "cancelled": ("已取消", "Cancelled"),
 }
-# Who must act before an SLA clock runs out.
+# Labels of the party that must act before an SLA clock runs out.
 CLOCK_OWNERS = {
     "hotline": ("热线", "Hotline"),
     "agency": ("代理机构", "Agency"),

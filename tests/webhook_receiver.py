@@ -21,7 +21,7 @@ import pytest
 
 @dataclass
 class Receiver:
-    """A webhook receiver on 127.0.0.1 that records every request and answers `status` (503 while down)."""
+    """A webhook receiver on 127.0.0.1 that records every request and responds with `status` (503 while down)."""
 
     server: ThreadingHTTPServer
     scheme: str = "http"

@@ -18,7 +18,7 @@ from hotline.validation import InputError
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES, SOURCES, STATUSES
 
 COMMITTEE_MAX = 64
-# How `hotline tokens webhook --show` names the delivery states of hotline.webhooks.DELIVERY_STATES.
+# Labels that `hotline tokens webhook --show` prints for hotline.webhooks.DELIVERY_STATES.
 DELIVERY_STATE_LABELS = {
     "pending": ("待推送", "Pending"),
     "delivered": ("已送达", "Delivered"),

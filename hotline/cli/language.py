@@ -1,4 +1,4 @@
-"""The language of the `hotline` command: Simplified Chinese unless the environment asks for English.
+"""The language of the `hotline` command: Simplified Chinese unless the environment requests English.
 
 Messages and help texts are English message ids, marked with gettext() or N_() so that `make messages`
 extracts them, and translated with the zh_Hans_CN catalogue in hotline/translations that Flask-Babel

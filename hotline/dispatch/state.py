@@ -2,9 +2,9 @@
 
 The dispatch state names the ticket's newest offer as ATTEMPT:STATE, such as "2:pending", or is "none"
 for a ticket without offers. The ticket page and the API show it, and a dispatch action by hand may send
-it back as `expected_dispatch_state`. Any offer made, answered, timed out or withdrawn changes it, so a
+it back as `expected_dispatch_state`. Any offer made, accepted, declined, timed out or withdrawn changes it, so a
 second click on "dispatch again", or a second operator acting on the same page, finds another state and
-is refused with a message naming the newest offer and who changed it when.
+is rejected with a message naming the newest offer and who changed it when.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 An agency leaves dispatch when a supervisor suspends or revokes it, and when its filing or business
 licence expires (from 00:00 of the expiry date in the hotline's time zone). Each of its pending offers is
-then cancelled with a ticket event saying why, the agency is notified by SMS through the outbox, and the
-ticket goes to its next target at once: the dispatch_ticket job runs after the commit and leaves out
-every agency already offered the ticket. A status change withdraws in the transaction that changes the
+then cancelled with a ticket event saying why, and the agency is notified by SMS through the outbox. The
+ticket goes to its next target at once, because the dispatch_ticket job runs after the commit and leaves
+out every agency already offered the ticket. A status change withdraws in the transaction that changes the
 status. The offer sweep withdraws the offers of agencies whose documents expired, and of agencies whose
 status was changed without change_agency_status.
 
@@ -46,10 +46,10 @@ class StatusChangeOutcome:
 
 @dataclass(frozen=True)
 class StatusChangePreview:
-    """What a vetting status change would do if it were applied now.
+    """The effect of a vetting status change if it were applied now.
 
     `pending` lists the offers it would withdraw and `still_accepted` the accepted offers it would leave with
-    the agency; both are empty when the agency would still receive offers afterwards.
+    the agency. Both are empty when the agency would still receive offers afterwards.
     """
 
     from_status: str
@@ -93,7 +93,7 @@ def withdraw_pending_offers(session: Session, agency: Agency, today: date, actor
 
     The agency is notified of each offer by SMS, and each ticket is dispatched again. Every offer moves out
     of pending with a conditional UPDATE. So an offer that the agency accepts, declines or lets time out at
-    the same moment keeps that answer and is not withdrawn.
+    the same moment keeps that response and is not withdrawn.
     """
     cause = agencies.out_of_dispatch_reason(agency, today)
     if cause is None:
@@ -129,7 +129,7 @@ def _record_and_redispatch(session: Session, agency: Agency, offer: Offer, ticke
 
 
 def pending_offers(session: Session, agency: Agency) -> list[tuple[Offer, Ticket]]:
-    """Return the offers of `agency` that wait for its answer, oldest first, each with its ticket."""
+    """Return the offers of `agency` that wait for its response, oldest first, each with its ticket."""
     rows = session.exec(
         select(Offer, Ticket).join(Ticket, Ticket.id == Offer.ticket_id).where(Offer.agency_id == agency.id)
         .where(Offer.state == "pending").order_by(Offer.id)
