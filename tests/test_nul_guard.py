@@ -1,0 +1,105 @@
+"""Requests carrying U+0000: 400 naming the parameter, in the caller's format, and nothing written.
+
+PostgreSQL's text and jsonb types cannot hold U+0000, so without the guard these requests failed with 500 on
+PostgreSQL. Each test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import func, select
+
+from hotline.models import Call, Referral, Ticket
+from hotline.telephony.signatures import compute_signature
+
+PUBLIC = "https://hotline.example.test"
+REFERRAL = {
+    "external_id": "SG-20261207-0001",
+    "resident": {"name": "高勇", "phone": "13812345678", "town": "盈浦街道"},
+    "category": "consultation",
+}
+
+
+def _count(runtime, model) -> int:
+    with runtime.transaction() as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def _post_referral(client, token: str, text: str, language: str = "en"):
+    return client.post("/api/v1/referrals", data=text.encode(),
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                "Accept-Language": language})
+
+
+def test_referral_note_with_nul_rejected(client, seeded, runtime):
+    body = '{"external_id": "SG-1", "category": "consultation", "note": "a\\u0000b", ' \
+           '"resident": {"phone": "13812345678", "town": "盈浦街道"}}'
+
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_character"
+    assert error["field"] == "note"
+    assert "U+0000" in error["message"]
+    assert _count(runtime, Ticket) == 0
+    assert _count(runtime, Referral) == 0
+
+
+def test_nested_field_named_in_chinese(client, seeded, runtime):
+    body = '{"external_id": "SG-1", "category": "consultation", ' \
+           '"resident": {"phone": "13812345678", "town": "盈浦街道", "name": "高\\u0000勇"}}'
+
+    response = _post_referral(client, seeded["shequyun"], body, language="zh-CN")
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["field"] == "resident.name"
+    assert "resident.name" in error["message"]
+    assert "NUL" in error["message"]
+    assert "无法保存" in error["message"]
+
+
+def test_escaped_backslash_before_u0000_accepted(client, seeded, runtime):
+    body = '{"external_id": "SG-1", "category": "consultation", "note": "路径 C:\\\\u0000 不是空字符", ' \
+           '"resident": {"phone": "13812345678", "town": "盈浦街道"}}'
+
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 201
+    assert response.get_json()["note"] == "路径 C:\\u0000 不是空字符"
+
+
+def test_query_parameter_with_nul_rejected(client, seeded):
+    response = client.get("/api/v1/tickets?status=open%00", headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "status"
+
+
+def test_open311_query_with_nul_in_georeport_format(client, seeded):
+    response = client.get(f"/open311/v2/requests.json?api_key={seeded['shequyun']}&service_request_id=QP%00")
+
+    assert response.status_code == 400
+    errors = response.get_json()
+    assert errors[0]["code"] == 400
+    assert "service_request_id" in errors[0]["description"]
+
+
+def test_twilio_form_with_nul_stores_no_call(client, seeded, runtime):
+    form = {"AccountSid": "AC55555555555555555555555555555555", "CallSid": "CA\x000001", "CallStatus": "ringing",
+            "From": "+8613812345678", "To": "+862159200496"}
+    signature = compute_signature("test-auth-token", PUBLIC + "/twilio/voice", form)
+
+    response = client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 400
+    assert _count(runtime, Call) == 0
+    assert _count(runtime, Ticket) == 0
+
+
+def test_path_with_nul_rejected(client, seeded):
+    response = client.get("/api/v1/tickets/QP-20261207-%000001",
+                          headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "path"
