@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 from sqlmodel import Session, select
 
-from hotline.events import record_event
+from hotline.events import new_event, record_event
 from hotline.models import ChecklistItem, Ticket, TicketEvent
+from hotline.rows import new_row
 from hotline.rules.expressions import RuleError
 from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 
@@ -152,19 +153,35 @@ def ensure_checklist(session: Session, runtime, ticket: Ticket, actor: str, now:
     if ticket.category != CATEGORY or _has_items(session, ticket):
         return []
 
+    items, events = plan_checklist(runtime, ticket, actor, now)
+    session.add_all([*items, *events])
+    session.flush()
+    return events
+
+
+def plan_checklist(runtime, ticket: Ticket, actor: str, now: datetime) -> tuple[list[ChecklistItem], list[TicketEvent]]:
+    """Build the checklist items and event of a new assisted-application ticket, without adding them to a session.
+
+    Tickets of other categories get none. The items' ticket_id is the ticket's id, None until it is inserted.
+    """
+    if ticket.category != CATEGORY:
+        return [], []
+
     definition: ChecklistDefinition = runtime.component("checklist")
-    for position, entry in enumerate(definition.entries, start=1):
-        session.add(ChecklistItem(
+    items = [
+        new_row(
+            ChecklistItem,
             ticket_id=ticket.id, code=entry.code, position=position, title=entry.title, title_en=entry.title_en,
             short_names=list(entry.short_names), office=entry.office, documents=list(entry.documents),
             status="todo", created_at=now,
-        ))
+        )
+        for position, entry in enumerate(definition.entries, start=1)
+    ]
     codes = [entry.code for entry in definition.entries]
-    event = record_event(session, ticket, "checklist_created", actor=actor, to_value=str(len(codes)), at=now,
-                         data={"items": codes})
-    session.flush()
-    log.info("Checklists: ticket %s got %d items", ticket.id, len(codes))
-    return [event]
+    event = new_event(ticket, "checklist_created", actor=actor, to_value=str(len(codes)), at=now,
+                      data={"items": codes})
+    log.info("Checklists: ticket %s got %d items", ticket.number, len(codes))
+    return items, [event]
 
 
 def _has_items(session: Session, ticket: Ticket) -> bool:

@@ -13,8 +13,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from hotline import phones
@@ -22,8 +25,11 @@ from hotline.agencies import DISPATCHABLE_STATUSES
 from hotline.events import record_event
 from hotline.models import Agency, Call, Referral, Ticket, TicketEvent
 from hotline.outbox import schedule_job
+from hotline.rows import new_row
 from hotline.telephony.twiml import MENU_CATEGORIES
+from hotline.ticket_insert import insert_new_ticket
 from hotline.tickets import (
+    HISTORY_WINDOW,
     NewTicket,
     apply_rules,
     assign_numbers,
@@ -31,7 +37,8 @@ from hotline.tickets import (
     create_ticket,
     find_open_ticket_of_caller,
     history_counts,
-    open_ticket,
+    plan_ticket,
+    write_number,
 )
 from hotline.towns import all_towns, find_town
 from hotline.validation import N_, InputError, multiple_phones, required, unknown_value, wrong_type
@@ -74,7 +81,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         _record_changed_resend(session, existing, ticket, body, now)
         return IntakeResult(ticket, created=False)
 
-    new_ticket = open_ticket(
+    new_ticket = plan_ticket(
         session, runtime, now, actor=f"source:{source}", history=history,
         channel=SOURCE_CHANNELS.get(source, "referral_api"), source=source, category=referral["category"],
         needs=referral["needs"], flags=referral["flags"], town_code=resident["town_code"],
@@ -84,14 +91,37 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         deceased=referral.get("deceased"), external_id=referral["external_id"],
     )
     referrer = referral.get("referrer") or {}
-    session.add(Referral(
-        source=source, external_id=referral["external_id"], ticket_id=new_ticket.ticket.id, token_id=token_id,
+    referral_row = new_row(
+        Referral,
+        source=source, external_id=referral["external_id"], token_id=token_id,
         referrer_name=referrer.get("name"), referrer_phone=referrer.get("phone"), referrer_org=referrer.get("org"),
         payload=body, received_at=now,
-    ))
-    session.flush()
-    assign_numbers(session, runtime.settings.timezone)
+    )
+    _insert_referral_ticket(session, runtime, new_ticket, referral_row)
+    if new_ticket.ticket.category == "agency_service":
+        schedule_job(session, "dispatch_ticket", new_ticket.ticket.id)
     return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket)
+
+
+def _insert_referral_ticket(session: Session, runtime, new_ticket: NewTicket, referral_row: Referral) -> None:
+    """Insert the referral's ticket with its number, its rows and the referral, as the intake's last writes.
+
+    PostgreSQL writes them all in one statement (see hotline.ticket_insert); SQLite goes through the ORM.
+    """
+    tz = runtime.settings.timezone
+    ticket = new_ticket.ticket
+    if session.get_bind().dialect.name == "postgresql":
+        insert_new_ticket(session, new_ticket, [referral_row], tz)
+    else:
+        session.add(ticket)
+        session.flush()
+        for row in [referral_row, *new_ticket.dependent_rows()]:
+            row.ticket_id = ticket.id
+            session.add(row)
+        session.flush()
+        set_committed_value(ticket, "number", write_number(session, ticket, tz))
+    log.info("Intake: referral %s/%s created %s (%s, P%s)", referral_row.source, referral_row.external_id,
+             ticket.number, ticket.category, ticket.priority)
 
 
 def _earlier_referral_and_history(session: Session, source: str, external_id: str, phone: str | None,
@@ -100,14 +130,22 @@ def _earlier_referral_and_history(session: Session, source: str, external_id: st
 
     One query reads both, because nearly every referral is new and then needs the history for its rules.
     """
+    parameters = {"source": source, "external_id": external_id, "phone": phone, "since": now - HISTORY_WINDOW}
+    row = session.connection().execute(_earlier_and_history_query(), parameters).one()
+    if not phone:
+        return row[0], history_counts(None, None)
+    return row[0], history_counts(row[1], row[2])
+
+
+@cache
+def _earlier_and_history_query():
+    """Build once the query of `_earlier_referral_and_history`, because building it costs as much as running it."""
     earlier = (
-        select(Referral.id).where(Referral.source == source).where(Referral.external_id == external_id)
+        select(Referral.id).where(Referral.source == bindparam("source"))
+        .where(Referral.external_id == bindparam("external_id"))
         .scalar_subquery()
     )
-    if not phone:
-        return session.execute(select(earlier)).scalar(), history_counts(None, None)
-    row = session.execute(select(earlier, *caller_history_counts(phone, now))).one()
-    return row[0], history_counts(row[1], row[2])
+    return select(earlier, *caller_history_counts(bindparam("phone"), bindparam("since")))
 
 
 def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket, body: dict[str, Any],

@@ -54,6 +54,12 @@ def normalise(text: str) -> PhoneNumber:
     if not cleaned:
         raise InvalidPhoneNumber("empty phone number")
 
+    # Nearly every text is one number without list separators; parsing it whole settles it in one parse.
+    if _LIST_SEPARATORS.search(cleaned) is None:
+        whole = _number_or_none(cleaned)
+        if whole is not None:
+            return whole
+
     listed = _listed_numbers(cleaned)
     if len(set(listed)) > 1:
         raise MultiplePhoneNumbers(text, listed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,10 +14,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from hotline import checklists, referrers, webhooks
-from hotline.events import record_event
-from hotline.models import Agency, Call, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
+from hotline.events import new_event, record_event
+from hotline.models import Agency, Call, ChecklistItem, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.nulls_last import NullsLast
 from hotline.outbox import add_message, schedule_job
+from hotline.rows import new_row
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
 from hotline.towns import find_town
@@ -33,6 +34,8 @@ REOPEN = ("resolved", "in_progress")
 FIRST_RESPONSE_STATUSES = ("in_progress", "waiting", "resolved")
 UNNUMBERED = "tickets_without_number"
 PLACEHOLDER_PREFIX = "QP-NEW-"
+# How far back the rules' caller history counts calls.
+HISTORY_WINDOW = timedelta(days=30)
 
 
 class TransitionError(ValueError):
@@ -72,13 +75,13 @@ def assign_numbers(session: Session, tz) -> None:
     """
     pending = session.info.pop(UNNUMBERED, [])
     for ticket in pending:
-        set_committed_value(ticket, "number", _write_number(session, ticket, tz))
+        set_committed_value(ticket, "number", write_number(session, ticket, tz))
         log.info("Tickets: created %s (%s, %s, P%s)", ticket.number, ticket.source, ticket.category,
                  ticket.priority)
 
 
-def _write_number(session: Session, ticket: Ticket, tz) -> str:
-    """Take the next number of the ticket's local day and write it to the ticket's row.
+def write_number(session: Session, ticket: Ticket, tz) -> str:
+    """Take the next number of the ticket's local day, write it to the ticket's row and return it.
 
     On PostgreSQL one statement does both: the counter upsert runs in a CTE that the UPDATE reads.
     """
@@ -111,11 +114,16 @@ def _write_number(session: Session, ticket: Ticket, tz) -> str:
 
 @dataclass(frozen=True)
 class NewTicket:
-    """A ticket inserted in the current transaction, with every event and clock written for it so far."""
+    """A new ticket with every event, SLA clock and checklist item written for it so far."""
 
     ticket: Ticket
     events: list[TicketEvent]
     clocks: list[SlaClock]
+    checklist_items: list[ChecklistItem] = field(default_factory=list)
+
+    def dependent_rows(self) -> list[TicketEvent | SlaClock | ChecklistItem]:
+        """Return the rows that carry the ticket's id, clocks first, so events follow what they describe."""
+        return [*self.clocks, *self.checklist_items, *self.events]
 
 
 def create_ticket(session: Session, runtime, now: datetime, actor: str, **fields: Any) -> Ticket:
@@ -127,27 +135,43 @@ def open_ticket(session: Session, runtime, now: datetime, actor: str, history: d
                 **fields: Any) -> NewTicket:
     """Insert a ticket with its priority, its SLA clocks and an event for each.
 
-    The rules and the SLA policy run before the insert, so the ticket row is written once, with its
-    priority and due_at. The ticket carries a unique placeholder number until `assign_numbers` runs.
+    The ticket carries a unique placeholder number until `assign_numbers` runs.
     `history` is the caller's history when the caller has read it already (see `caller_history`).
     """
-    ticket = Ticket(number=PLACEHOLDER_PREFIX + uuid.uuid4().hex[:12], created_at=now, updated_at=now, **fields)
+    new_ticket = plan_ticket(session, runtime, now, actor, history, **fields)
+    ticket = new_ticket.ticket
+    session.add(ticket)
+    session.flush()
+
+    session.info.setdefault(UNNUMBERED, []).append(ticket)
+    for row in new_ticket.dependent_rows():
+        row.ticket_id = ticket.id
+    session.add_all(new_ticket.dependent_rows())
+    if ticket.category == "agency_service":
+        schedule_job(session, "dispatch_ticket", ticket.id)
+    return new_ticket
+
+
+def plan_ticket(session: Session, runtime, now: datetime, actor: str, history: dict[str, int] | None = None,
+                **fields: Any) -> NewTicket:
+    """Build a ticket with its priority, SLA clocks, checklist and events, without adding any of them to the session.
+
+    The rules and the SLA policy run before the insert, so the ticket row is written once, with its
+    priority and due_at. Only the town and, without `history`, the caller's history are read.
+    """
+    ticket = new_row(Ticket, number=PLACEHOLDER_PREFIX + uuid.uuid4().hex[:12], created_at=now, updated_at=now,
+                     **fields)
     facts = facts_for(session, runtime, ticket, now, history)
     _set_priority(ticket, runtime.component("rules").evaluate_priority(facts), now)
     facts["priority"] = float(ticket.priority)
     clocks = sla_clocks.plan_intake_clocks(ticket, facts, runtime.component("sla_policies"),
                                            runtime.component("calendars"), now)
-    session.add(ticket)
-    session.flush()
 
-    session.info.setdefault(UNNUMBERED, []).append(ticket)
-    created = record_event(session, ticket, "created", actor=actor, to_value=ticket.category, at=now,
-                           data={"channel": ticket.channel, "source": ticket.source})
-    started = sla_clocks.add_planned_clocks(session, ticket, clocks, now)
-    checklist = checklists.ensure_checklist(session, runtime, ticket, actor, now)
-    if ticket.category == "agency_service":
-        schedule_job(session, "dispatch_ticket", ticket.id)
-    return NewTicket(ticket, [created, *started, *checklist], clocks)
+    created = new_event(ticket, "created", actor=actor, to_value=ticket.category, at=now,
+                        data={"channel": ticket.channel, "source": ticket.source})
+    items, checklist_events = checklists.plan_checklist(runtime, ticket, actor, now)
+    events = [created, *sla_clocks.started_events(ticket, clocks, now), *checklist_events]
+    return NewTicket(ticket, events, clocks, items)
 
 
 def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor: str, reason: str) -> None:
@@ -199,12 +223,16 @@ def caller_history(session: Session, ticket: Ticket, now: datetime) -> dict[str,
     """Count the caller's other open tickets and their calls of the last 30 days, in one query."""
     if not ticket.caller_phone:
         return history_counts(None, None)
-    counts = session.execute(select(*caller_history_counts(ticket.caller_phone, now, ticket.id))).one()
+    counts = session.execute(select(*caller_history_counts(ticket.caller_phone, now - HISTORY_WINDOW,
+                                                           ticket.id))).one()
     return history_counts(*counts)
 
 
-def caller_history_counts(phone: str, now: datetime, exclude_ticket_id: int | None = None) -> tuple:
-    """Return scalar subqueries counting the open tickets and the calls of the last 30 days from `phone`."""
+def caller_history_counts(phone, since, exclude_ticket_id: int | None = None) -> tuple:
+    """Return scalar subqueries counting the open tickets from `phone` and its calls started at `since` or later.
+
+    `phone` and `since` are values or bind parameters, so a caller may build the query once and reuse it.
+    """
     open_tickets = (
         select(func.count(Ticket.id))
         .where(Ticket.caller_phone == phone)
@@ -215,7 +243,7 @@ def caller_history_counts(phone: str, now: datetime, exclude_ticket_id: int | No
     calls = (
         select(func.count(Call.id))
         .where(Call.from_phone == phone)
-        .where(Call.started_at >= now - timedelta(days=30))
+        .where(Call.started_at >= since)
     )
     return open_tickets.scalar_subquery(), calls.scalar_subquery()
 

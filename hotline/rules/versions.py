@@ -83,6 +83,15 @@ def remember_loaded(rule_set: RuleSet) -> None:
 def _store_versions_of_tickets(session: Session, _flush_context, _instances) -> None:
     versions = {ticket.rule_set_version for ticket in (*session.new, *session.dirty)
                 if isinstance(ticket, Ticket) and ticket.rule_set_version}
+    store_versions(session, versions)
+
+
+def store_versions(session: Session, versions: set[str]) -> None:
+    """Insert the row of each version in `versions` that this process loaded and has not stored yet.
+
+    The flush hook calls this for the tickets a flush writes. Code that inserts tickets without the ORM
+    calls it itself.
+    """
     if not versions:
         return
 

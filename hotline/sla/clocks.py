@@ -22,8 +22,9 @@ from sqlmodel import Session, select
 
 from hotline import outbox
 from hotline.clock import SHANGHAI, as_aware_utc, isoformat, local
-from hotline.events import SYSTEM, record_event
+from hotline.events import SYSTEM, new_event, record_event
 from hotline.models import SlaClock, Ticket, TicketEvent
+from hotline.rows import new_row
 from hotline.sla.calendars import BusinessCalendar
 from hotline.sla.policies import TARGET_OWNERS, Policy, PolicySet, TargetSpec
 from hotline.vocabulary import SLA_TARGETS
@@ -145,8 +146,8 @@ def plan_intake_clocks(
 ) -> list[SlaClock]:
     """Build the intake clocks of a ticket that is not inserted yet, and set the ticket's due_at.
 
-    Nothing touches the database, so intake can insert the ticket once with its deadline. Hand the
-    clocks to `add_planned_clocks` once the ticket has its id.
+    Nothing touches the database, so intake can insert the ticket once with its deadline, and the clocks
+    and their `started_events` with it.
     """
     policy = policies.choose(_ticket_facts(ticket, facts))
     specs = policy.targets_for(ticket.priority)
@@ -155,8 +156,8 @@ def plan_intake_clocks(
         spec = specs.get(target)
         if spec is None:
             continue
-        clock = SlaClock(target=target, policy=policy.id, calendar=spec.calendar,
-                         duration_seconds=spec.duration_seconds, started_at=now, due_at=now)
+        clock = new_row(SlaClock, target=target, policy=policy.id, calendar=spec.calendar,
+                        duration_seconds=spec.duration_seconds, started_at=now, due_at=now)
         _run_from(clock, policy, spec, calendars, now)
         clocks.append(clock)
 
@@ -165,14 +166,9 @@ def plan_intake_clocks(
     return clocks
 
 
-def add_planned_clocks(session: Session, ticket: Ticket, clocks: list[SlaClock], now: datetime) -> list[TicketEvent]:
-    """Add the clocks from `plan_intake_clocks` to the session under the inserted `ticket`; return their events."""
-    events = []
-    for clock in clocks:
-        clock.ticket_id = ticket.id
-        session.add(clock)
-        events.append(_record_started(session, ticket, clock, now))
-    return events
+def started_events(ticket: Ticket, clocks: list[SlaClock], now: datetime) -> list[TicketEvent]:
+    """Build the sla_started events of the clocks from `plan_intake_clocks`, without adding them to a session."""
+    return [_started_event(ticket, clock, now) for clock in clocks]
 
 
 def _run_from(clock: SlaClock, policy: Policy, spec: TargetSpec, calendars: dict[str, BusinessCalendar],
@@ -185,13 +181,18 @@ def _run_from(clock: SlaClock, policy: Policy, spec: TargetSpec, calendars: dict
 
 
 def _record_started(session: Session, ticket: Ticket, clock: SlaClock, now: datetime) -> TicketEvent:
-    event = record_event(session, ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
-                 data={"target": clock.target, "owner": clock.owner, "policy": clock.policy,
-                       "calendar": clock.calendar, "due_at": isoformat(clock.due_at),
-                       "warn_at": isoformat(clock.warn_at), "provisional": clock.provisional})
+    event = _started_event(ticket, clock, now)
+    session.add(event)
+    return event
+
+
+def _started_event(ticket: Ticket, clock: SlaClock, now: datetime) -> TicketEvent:
     log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, clock.target,
              clock.policy, isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
-    return event
+    return new_event(ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
+                     data={"target": clock.target, "owner": clock.owner, "policy": clock.policy,
+                           "calendar": clock.calendar, "due_at": isoformat(clock.due_at),
+                           "warn_at": isoformat(clock.warn_at), "provisional": clock.provisional})
 
 
 def schedule(clock: SlaClock, spec: TargetSpec, calendar: BusinessCalendar) -> None:
@@ -229,7 +230,14 @@ def spec_of(clock: SlaClock, policies: PolicySet) -> TargetSpec:
 
 @event.listens_for(SlaClock, "before_insert")
 def _default_next_check(_mapper, _connection, clock: SlaClock) -> None:
-    """Give a clock inserted without a next check its due instant, so the sweep still finds it."""
+    default_next_check(clock)
+
+
+def default_next_check(clock: SlaClock) -> None:
+    """Give a clock inserted without a next check its due instant, so the sweep still finds it.
+
+    The ORM calls this before every insert of a clock. Code that inserts clocks without the ORM calls it itself.
+    """
     if clock.next_check_at is None and clock.state == "running":
         clock.next_check_at = clock.due_at
 

@@ -1,0 +1,138 @@
+"""Insert a new ticket, its number and every row that belongs to it in one PostgreSQL statement.
+
+Intake through the ORM costs a round trip per table and an UPDATE of the new ticket's row for its number,
+and that UPDATE writes a second version of the row into every ticket index. Here data-modifying CTEs take
+the day's next number, insert the ticket with it and insert the rows that carry its id, in one statement.
+Each table's rows travel as one jsonb array, so the statement text is the same for every ticket and
+psycopg prepares it once per connection.
+
+The statement locks the day's counter row until the transaction ends, as `tickets.assign_numbers` does,
+so callers run it as their last write.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import Session, SQLModel
+
+from hotline.models import ChecklistItem, Referral, SlaClock, Ticket, TicketEvent
+from hotline.rules.versions import store_versions
+from hotline.sla.clocks import default_next_check
+from hotline.tickets import NewTicket
+
+# The tables whose rows carry the new ticket's id, in the order their rows are inserted.
+DEPENDENT_MODELS: tuple[type[SQLModel], ...] = (Referral, SlaClock, ChecklistItem, TicketEvent)
+ORDER_KEY = "row_order"
+DIALECT = postgresql.dialect()
+PREPARER = DIALECT.identifier_preparer
+
+
+def insert_new_ticket(session: Session, new_ticket: NewTicket, extra_rows: list[SQLModel], tz) -> None:
+    """Insert `new_ticket` with its number, its events, clocks and checklist items, and `extra_rows`.
+
+    `extra_rows` are rows of DEPENDENT_MODELS, such as the ticket's Referral. Afterwards the ticket has its
+    id and number and is persistent in `session`, and every dependent row has the ticket's id. The rows
+    other than the ticket stay outside the session, so later changes to them are not saved.
+    """
+    ticket = new_ticket.ticket
+    rows = [*extra_rows, *new_ticket.dependent_rows()]
+    # What the ORM's insert hooks do: store the ticket's rule-set version and default each clock's next check.
+    if ticket.rule_set_version:
+        store_versions(session, {ticket.rule_set_version})
+    for clock in new_ticket.clocks:
+        default_next_check(clock)
+    day = ticket.created_at.astimezone(tz).strftime("%Y%m%d")
+    parameters = {"day": day, "number_prefix": f"QP-{day}-", "ticket": _json_rows([ticket], Ticket)}
+    for model in DEPENDENT_MODELS:
+        parameters[model.__tablename__] = _json_rows([row for row in rows if isinstance(row, model)], model)
+
+    ticket_id, number = session.connection().exec_driver_sql(_statement(), parameters).one()
+
+    ticket.id = ticket_id
+    ticket.number = number
+    make_transient_to_detached(ticket)
+    session.add(ticket)
+    for row in rows:
+        row.ticket_id = ticket_id
+
+
+@cache
+def _statement() -> str:
+    """Build the statement's text from the tables' columns."""
+    ticket_columns = _insert_columns(Ticket.__table__, skip=("number",))
+    parts = [
+        "WITH counter AS (\n"
+        "  INSERT INTO ticketcounter (day, last) VALUES (%(day)s, 1)\n"
+        "  ON CONFLICT (day) DO UPDATE SET last = ticketcounter.last + 1 RETURNING last\n"
+        "), new_ticket AS (\n"
+        f"  INSERT INTO ticket (number, {_names(ticket_columns)})\n"
+        # Four digits at least, as tickets.next_number writes them; a day past 9999 tickets gets five.
+        "  SELECT %(number_prefix)s || lpad(counter.last::text, greatest(4, length(counter.last::text)), '0'), "
+        f"{_names(ticket_columns, 'given')}\n"
+        f"  FROM counter, {_recordset(Ticket.__table__, ticket_columns, 'ticket')}\n"
+        "  RETURNING id, number\n"
+        ")"
+    ]
+    for model in DEPENDENT_MODELS:
+        table = model.__table__
+        columns = _insert_columns(table, skip=("ticket_id",))
+        parts.append(
+            f", new_{table.name} AS (\n"
+            f"  INSERT INTO {PREPARER.quote(table.name)} (ticket_id, {_names(columns)})\n"
+            f"  SELECT new_ticket.id, {_names(columns, 'given')}\n"
+            f"  FROM new_ticket, {_recordset(table, columns, table.name)}\n"
+            f"  ORDER BY given.{ORDER_KEY}\n"
+            ")"
+        )
+    parts.append("\nSELECT id, number FROM new_ticket")
+    return "".join(parts)
+
+
+def _insert_columns(table: Table, skip: tuple[str, ...]) -> list[str]:
+    return [column.name for column in table.columns if column.name != "id" and column.name not in skip]
+
+
+def _names(columns: list[str], alias: str | None = None) -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + PREPARER.quote(name) for name in columns)
+
+
+def _recordset(table: Table, columns: list[str], parameter: str) -> str:
+    """Return a FROM item reading the table's rows from the jsonb parameter, with the order they were given in.
+
+    Strings are read as text, so the INSERT's assignment to varchar(n) rejects a long value as the ORM's
+    INSERT would, instead of a typed read cutting it short.
+    """
+    definitions = [f"{PREPARER.quote(name)} {_sql_type(table.columns[name].type)}" for name in columns]
+    definitions.append(f"{ORDER_KEY} integer")
+    return f"jsonb_to_recordset(%({parameter})s::jsonb) AS given({', '.join(definitions)})"
+
+
+def _sql_type(column_type) -> str:
+    """Return the column's PostgreSQL type, with text for every varchar."""
+    compiled = column_type.compile(dialect=DIALECT)
+    return "text" if compiled.startswith("VARCHAR") else compiled
+
+
+def _json_rows(rows: list[SQLModel], model: type[SQLModel]) -> str:
+    """Serialise rows of `model` as a JSON array of objects, each with its position under ORDER_KEY."""
+    names = [column.name for column in model.__table__.columns if column.name != "id"]
+    objects = []
+    for position, row in enumerate(rows):
+        values = {name: getattr(row, name) for name in names}
+        values[ORDER_KEY] = position
+        objects.append(values)
+    return json.dumps(objects, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__} for jsonb_to_recordset")
