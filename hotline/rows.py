@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import SQLModel
 
 Model = TypeVar("Model", bound=SQLModel)
@@ -28,6 +29,10 @@ def new_row(model: type[Model], **values: Any) -> Model:
     unknown = values.keys() - fields.keys()
     if unknown:
         raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
+
+    # The constructor configures the mappers on first use, and assigning an attribute fails until then.
+    if not model.__mapper__.configured:
+        configure_mappers()
 
     # SQLAlchemy's class manager makes the instance and its state without calling __init__.
     instance = model._sa_class_manager.new_instance()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -51,6 +53,23 @@ def test_new_row_defaults_are_not_shared():
 def test_new_row_rejects_unknown_field():
     with pytest.raises(TypeError, match="colour"):
         new_row(Ticket, colour="red")
+
+
+def test_new_row_first_in_process_assignable():
+    # Run in a new interpreter, where new_row is the first use of the models, as in a new worker process.
+    program = ("from datetime import UTC, datetime\n"
+               "from hotline.models import SlaClock\n"
+               "from hotline.rows import new_row\n"
+               "at = datetime(2026, 12, 7, tzinfo=UTC)\n"
+               "clock = new_row(SlaClock, target='resolution', policy='p', calendar='workday', duration_seconds=1,"
+               " started_at=at, due_at=at)\n"
+               "clock.state = 'paused'\n"
+               "print(clock.state)\n")
+
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "paused"
 
 
 def test_new_row_inserted_by_orm(runtime):
