@@ -17,7 +17,7 @@ def test_sweeps_coalesce_with_grace(runtime):
     jobs = {job.id: job for job in scheduler.get_jobs() if job.id.startswith("sweep-")}
     scheduler.shutdown(wait=False)
 
-    assert set(jobs) == {"sweep-sla", "sweep-offers", "sweep-outbox"}
+    assert set(jobs) == {"sweep-sla", "sweep-offers", "sweep-outbox", "sweep-statistics"}
     for job in jobs.values():
         assert job.coalesce is True
         assert job.misfire_grace_time >= 30

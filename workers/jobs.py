@@ -15,6 +15,7 @@ from hotline.delivery import deliver_message as _deliver
 from hotline.dispatch import offers, withdrawals
 from hotline.runtime import current
 from hotline.sla.sweep import sweep_breaches
+from hotline.store import refresh_planner_statistics
 
 log = logging.getLogger("hotline.jobs")
 
@@ -55,6 +56,11 @@ def sweep_outbox() -> int:
     if ids:
         log.info("Jobs: re-enqueued %s due outbox messages", len(ids))
     return len(ids)
+
+
+def refresh_statistics() -> int:
+    """Refresh SQLite's planner statistics; return 1 when they were refreshed, 0 on PostgreSQL."""
+    return int(refresh_planner_statistics(current().engine))
 
 
 def remind_agency_expiry() -> int:

@@ -27,6 +27,7 @@ SWEEPS: dict[str, tuple[Callable[[], int], int]] = {
     "sla": (jobs.sweep_sla, 30),
     "offers": (jobs.sweep_offers, 15),
     "outbox": (jobs.sweep_outbox, 30),
+    "statistics": (jobs.refresh_statistics, 3600),
 }
 MISFIRE_GRACE_SECONDS = 30
 

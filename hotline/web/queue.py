@@ -152,9 +152,9 @@ def rows_query(filters: QueueFilters):
     Plain rows, not Ticket objects, because the page only reads them and rows skip the ORM's identity
     map and the JSON of columns the page does not show.
 
-    NOTE: SQLite reads the page off ix_ticket_open_queue only when it has planner statistics (ANALYZE),
-    and the application never runs ANALYZE. Without them SQLite 3.40 reads ix_ticket_queue by status and
-    sorts every open ticket.
+    SQLite reads the page off ix_ticket_open_queue only when it has planner statistics, which the
+    scheduler refreshes every hour (hotline.store.refresh_planner_statistics). Without them SQLite 3.40
+    reads ix_ticket_queue by status and sorts every open ticket.
     """
     query = filters.apply(select(*ROW_COLUMNS))
     return query.order_by(*tickets.queue_order()).limit(QUEUE_PAGE_SIZE)
