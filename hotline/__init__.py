@@ -12,7 +12,7 @@ from hotline.runtime import Runtime
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     """Build the web app on `runtime` (by default one built from the environment)."""
-    from hotline import nul_guard, ratelimit
+    from hotline import ratelimit, text_guard
     from hotline.api import agencies as agency_api
     from hotline.api import checklists as checklist_api
     from hotline.api import dispatch as dispatch_api
@@ -63,7 +63,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.extensions["hotline"] = runtime
     init_babel(app)
     register_error_handlers(app)
-    nul_guard.init_app(app)
+    text_guard.init_app(app)
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(agency_api.bp)

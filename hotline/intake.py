@@ -41,7 +41,15 @@ from hotline.tickets import (
     write_number,
 )
 from hotline.towns import all_towns, find_town
-from hotline.validation import N_, InputError, multiple_phones, required, unknown_value, wrong_type
+from hotline.validation import (
+    N_,
+    InputError,
+    multiple_phones,
+    required,
+    unknown_field,
+    unknown_value,
+    wrong_type,
+)
 from hotline.vocabulary import DEATH_PLACES, FLAGS, NEEDS, REFERRAL_CATEGORIES
 
 log = logging.getLogger("hotline.intake")
@@ -318,8 +326,7 @@ def _codes(body: Mapping, field: str, accepted: Mapping[str, Any]) -> list[str]:
 def _reject_unknown_fields(body: Mapping, known: tuple[str, ...], prefix: str) -> None:
     for key in body:
         if key not in known:
-            raise InputError("unknown_field", N_("Unknown field %(field)s; accepted fields: %(accepted)s."),
-                             field=prefix + str(key), accepted=", ".join(known))
+            raise unknown_field(prefix, str(key), known)
 
 
 # --- calls -----------------------------------------------------------------------------------------

@@ -60,9 +60,12 @@ def normalise(text: str) -> PhoneNumber:
         if whole is not None:
             return whole
 
-    listed = _listed_numbers(cleaned)
+    listed, all_numbers = _listed_numbers(cleaned)
     if len(set(listed)) > 1:
         raise MultiplePhoneNumbers(text, listed)
+    if listed and all_numbers:
+        # The same number written more than once, such as "13812345678, 138-1234-5678".
+        return listed[0]
     return _parse_one(cleaned, text)
 
 
@@ -107,23 +110,26 @@ def mask(e164: str | None) -> str | None:
     return national[:3] + "****" + national[-4:]
 
 
-def _listed_numbers(cleaned: str) -> list[PhoneNumber]:
-    """Parse each part of a text that may list several numbers; return the parts that are valid numbers.
+def _listed_numbers(cleaned: str) -> tuple[list[PhoneNumber], bool]:
+    """Parse each part of a text that may list several numbers; return the valid numbers found, and whether
+    every part was one.
 
     Parts are split at list separators. A part that is not one number is split again at spaces, which
     finds "13812345678 13987654321" but not the groups of "138 1234 5678", none of which is valid alone.
     """
     found = []
+    all_numbers = True
     for part in _LIST_SEPARATORS.split(cleaned):
+        if not part.strip():
+            continue
         number = _number_or_none(part)
         if number is not None:
             found.append(number)
             continue
-        for word in part.split():
-            number = _number_or_none(word)
-            if number is not None:
-                found.append(number)
-    return found
+        words = [_number_or_none(word) for word in part.split()]
+        found.extend(number for number in words if number is not None)
+        all_numbers = all_numbers and all(number is not None for number in words)
+    return found, all_numbers
 
 
 def _number_or_none(part: str) -> PhoneNumber | None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# An unknown field's name is echoed in its error up to this length, so a huge key makes no huge error.
+MAX_ECHOED_NAME_LENGTH = 64
+
 
 def N_(template: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
     return template
@@ -38,6 +41,14 @@ class InputError(ValueError):
 
 def required(field: str) -> InputError:
     return InputError("required", N_("Field %(field)s is required."), field=field)
+
+
+def unknown_field(prefix: str, name: str, accepted) -> InputError:
+    """Return the error for an unknown field `name` under `prefix`, with the name cut to MAX_ECHOED_NAME_LENGTH."""
+    if len(name) > MAX_ECHOED_NAME_LENGTH:
+        name = name[:MAX_ECHOED_NAME_LENGTH] + "…"
+    return InputError("unknown_field", N_("Unknown field %(field)s; accepted fields: %(accepted)s."),
+                      field=prefix + name, accepted=", ".join(accepted))
 
 
 def unknown_value(field: str, value: Any, accepted) -> InputError:

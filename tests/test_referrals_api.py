@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -179,6 +180,72 @@ def test_two_phone_numbers_rejected(client, seeded, runtime, person, typed):
     assert f"字段 {person}.phone 填写了不止一个电话号码：{typed}" in error["message"]
     assert "其他号码请写在 note 中" in error["message"]
     assert _row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("typed", ["13812345678, 13812345678", "13812345678 13812345678",
+                                   "13812345678、138-1234-5678", "13812345678 / +86 138 1234 5678"])
+def test_same_number_twice_accepted(client, seeded, runtime, typed):
+    response = _post(client, seeded["community_worker"], _with(resident__phone=typed))
+
+    assert response.status_code == 201, response.get_json()
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket)).one()
+    assert ticket.caller_phone == "+8613812345678"
+
+
+def test_number_with_words_still_invalid(client, seeded):
+    response = _post(client, seeded["community_worker"], _with(resident__phone="13812345678 找张阿姨"))
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_phone"
+
+
+def _post_bytes(client, token, data: bytes, content_type="application/json", language="en"):
+    return client.post("/api/v1/referrals", data=data, content_type=content_type,
+                       headers={"Authorization": f"Bearer {token}", "Accept-Language": language})
+
+
+def test_invalid_utf8_body_rejected(client, seeded, runtime):
+    data = json.dumps(_with(note="PLACEHOLDER"), ensure_ascii=False).encode().replace(b"PLACEHOLDER", b"caf\xe9 \xff")
+
+    response = _post_bytes(client, seeded["community_worker"], data)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "UTF-8" in error["message"]
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_gbk_charset_rejected(client, seeded, runtime):
+    data = json.dumps(REFERRAL, ensure_ascii=False).encode("gbk")
+
+    response = _post_bytes(client, seeded["community_worker"], data, content_type="application/json; charset=gbk")
+
+    assert response.status_code == 415
+    assert "gbk" in response.get_json()["error"]["message"]
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_byte_order_mark_ignored(client, seeded, runtime):
+    data = "\ufeff".encode() + json.dumps(REFERRAL, ensure_ascii=False).encode()
+
+    response = _post_bytes(client, seeded["community_worker"], data,
+                           content_type="application/json; charset=utf-8")
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["note"] == REFERRAL["note"]
+
+
+def test_json_error_message_without_parser_text(client, seeded):
+    data = b'{"external_id": "A", "note": "line\nbreak"}'
+
+    response = _post_bytes(client, seeded["community_worker"], data, language="zh-CN")
+
+    message = response.get_json()["error"]["message"]
+    assert response.status_code == 400
+    assert "Invalid" not in message
+    assert "第 1 行" in message
 
 
 def test_two_phone_numbers_message_in_english(client, seeded):

@@ -9,25 +9,52 @@ from flask import request
 
 from hotline.validation import N_, InputError
 
+UTF8_NAMES = ("utf-8", "utf8")
+# The WSGI environ key under which the parsed body is kept for the rest of the request.
+BODY_KEY = "hotline.json_body"
+
 
 def json_object() -> dict[str, Any]:
-    """Parse the body as a JSON object; raise 415 for another media type and 400 for bad JSON.
+    """Parse the body as a JSON object in UTF-8, once per request; raise 415 or 400 saying what is wrong.
 
-    Deeply nested input raises RecursionError inside the json module, so it is caught with ValueError.
+    JSON exchanged between systems is UTF-8 (RFC 8259, section 8.1), so another declared charset is a 415
+    and bytes that are not UTF-8 are a 400, instead of text stored with replacement characters. A leading
+    byte order mark is ignored, as the RFC allows. Deeply nested input raises RecursionError inside the
+    json module and a number of more than 4300 digits raises ValueError, so both are caught.
     """
+    cached = request.environ.get(BODY_KEY)
+    if cached is not None:
+        return cached
+
     if not request.is_json:
         raise InputError("unsupported_media_type",
                          N_("Request body must be JSON sent with Content-Type: application/json."), status=415)
-    text = request.get_data(cache=True, as_text=True)
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError("invalid_json", N_("Request body is not valid JSON: %(problem)s at line %(line)s, "
-                                            "column %(column)s."),
-                         status=400, problem=error.msg, line=error.lineno, column=error.colno) from None
-    except (ValueError, RecursionError):
-        raise InputError("invalid_json", N_("Request body is not valid JSON or is nested too deeply."),
-                         status=400) from None
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.strip().lower() not in UTF8_NAMES:
+        raise InputError("unsupported_media_type", N_("Request body must be JSON in UTF-8, not %(charset)s."),
+                         status=415, charset=charset)
+    body = _parse(_decode(request.get_data(cache=True)))
     if not isinstance(body, dict):
         raise InputError("invalid_body", N_("Request body must be a JSON object."), status=400)
+    request.environ[BODY_KEY] = body
     return body
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError("invalid_json", N_("Request body is not valid UTF-8: the byte at offset %(offset)s "
+                                            "cannot be decoded."), status=400, offset=error.start) from None
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError("invalid_json", N_("Request body is not valid JSON: the error is at line %(line)s, "
+                                            "column %(column)s."),
+                         status=400, line=error.lineno, column=error.colno) from None
+    except (ValueError, RecursionError):
+        raise InputError("invalid_json", N_("Request body is not valid JSON: it is nested too deeply or holds "
+                                            "a number with too many digits."), status=400) from None

@@ -68,7 +68,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException):
         if error.code == 413:
             log_too_large()
-        if not _wants_json():
+        if not wants_json():
             return _html_error(error)
         if error.code == 413:
             return error_response(413, "too_large", TOO_LARGE_MESSAGE, params={"limit": request.max_content_length})
@@ -78,7 +78,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("API: unhandled error on %s %s", request.method, request.path)
-        if not _wants_json():
+        if not wants_json():
             return _html_page(500, *PAGE_MESSAGES[500])
         return error_response(500, "internal_error", N_("Internal error; the request was not applied."))
 
@@ -115,5 +115,5 @@ def _html_page(status: int, title: str, message: str, **params):
     return page, status
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
     return request.path.startswith(("/api/", "/twilio/")) or request.accept_mimetypes.best == "application/json"

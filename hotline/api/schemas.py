@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from hotline.api.bodies import json_object
-from hotline.validation import N_, InputError, required, unknown_value, wrong_type
+from hotline.validation import N_, InputError, required, unknown_field, unknown_value, wrong_type
 from hotline.vocabulary import (
     CATEGORIES,
     DEATH_PLACES,
@@ -178,8 +178,7 @@ def _input_error(schema: Mapping[str, Any], error: ValidationError) -> InputErro
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
         extra = next(key for key in error.instance if key not in known)
-        return InputError("unknown_field", N_("Unknown field %(field)s; accepted fields: %(accepted)s."),
-                          field=prefix + str(extra), accepted=", ".join(known))
+        return unknown_field(prefix, str(extra), known)
     if error.validator == "required":
         return required(prefix + _missing(error)[0])
     if error.instance is None and is_required:

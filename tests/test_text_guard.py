@@ -1,12 +1,16 @@
-"""Requests carrying U+0000: 400 naming the parameter, in the caller's format, and nothing written.
+"""Requests carrying U+0000 or unpaired surrogates: 400 naming the field, in the caller's format, nothing written.
 
-PostgreSQL's text and jsonb types cannot hold U+0000, so without the guard these requests failed with 500 on
-PostgreSQL. Each test runs on SQLite and PostgreSQL.
+PostgreSQL's text and jsonb types cannot hold U+0000, and neither database stores an unpaired surrogate,
+so without the guard these requests failed with 500. Each test runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from sqlmodel import func, select
+from web_helpers import log_in
 
 from hotline.models import Call, Referral, Ticket
 from hotline.telephony.signatures import compute_signature
@@ -56,7 +60,7 @@ def test_nested_field_named_in_chinese(client, seeded, runtime):
     assert error["field"] == "resident.name"
     assert "resident.name" in error["message"]
     assert "NUL" in error["message"]
-    assert "无法保存" in error["message"]
+    assert "请删除" in error["message"]
 
 
 def test_escaped_backslash_before_u0000_accepted(client, seeded, runtime):
@@ -103,3 +107,52 @@ def test_path_with_nul_rejected(client, seeded):
 
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "path"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ('{"external_id": "S1", "category": "consultation", "note": "\\ud800", '
+     '"resident": {"phone": "13812345678", "town": "盈浦街道"}}', "note"),
+    ('{"external_id": "S1", "category": "consultation", '
+     '"resident": {"phone": "\\udc00", "town": "盈浦街道"}}', "resident.phone"),
+    ('{"external_id": "S1", "category": "consultation", "\\ud800": 1, '
+     '"resident": {"phone": "13812345678", "town": "盈浦街道"}}', "\\ud800"),
+])
+def test_unpaired_surrogate_rejected(client, seeded, runtime, body, field):
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_character"
+    assert error["field"] == field
+    assert "surrogate" in error["message"]
+    assert _count(runtime, Ticket) == 0
+
+
+def test_surrogate_pair_accepted(client, seeded):
+    body = '{"external_id": "S1", "category": "consultation", "note": "\\ud83d\\ude4f", ' \
+           '"resident": {"phone": "13812345678", "town": "盈浦街道"}}'
+
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 201
+    assert response.get_json()["note"] == "\U0001F64F"
+
+
+def test_staff_page_gets_html_400(client, seeded):
+    log_in(client, "operator", "test-password")
+
+    response = client.get("/?status=%00")
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+
+
+def test_long_unknown_field_name_cut(client, seeded):
+    body = json.dumps({"external_id": "S1", "category": "consultation", "x" * 30000: 1,
+                       "resident": {"phone": "13812345678", "town": "盈浦街道"}})
+
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 422
+    assert len(response.get_json()["error"]["field"]) <= 70
+    assert len(response.data) < 2000
