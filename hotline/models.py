@@ -128,6 +128,9 @@ class Referral(SQLModel, table=True):
 
 
 class Call(SQLModel, table=True):
+    # Every new ticket counts its caller's calls of the last 30 days for the rules (tickets.caller_history).
+    __table_args__ = (Index("ix_call_from_phone_started", "from_phone", "started_at"),)
+
     id: int | None = Field(default=None, primary_key=True)
     call_sid: str = Field(unique=True, max_length=64)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
