@@ -237,6 +237,19 @@ def test_byte_order_mark_ignored(client, seeded, runtime):
     assert response.get_json()["note"] == REFERRAL["note"]
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_constant_rejected(client, seeded, runtime, constant):
+    data = json.dumps(REFERRAL, ensure_ascii=False).replace('"consultation"', '"consultation", "x": ' + constant)
+
+    response = _post_bytes(client, seeded["community_worker"], data.encode())
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_json"
+    assert constant in error["message"]
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
 def test_json_error_message_without_parser_text(client, seeded):
     data = b'{"external_id": "A", "note": "line\nbreak"}'
 

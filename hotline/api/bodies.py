@@ -50,11 +50,26 @@ def _decode(data: bytes) -> str:
 
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise InputError("invalid_json", N_("Request body is not valid JSON: the error is at line %(line)s, "
                                             "column %(column)s."),
                          status=400, line=error.lineno, column=error.colno) from None
+    except NonStandardConstant as error:
+        raise InputError("invalid_json", N_("Request body is not valid JSON: %(constant)s is not a JSON value."),
+                         status=400, constant=error.constant) from None
     except (ValueError, RecursionError):
         raise InputError("invalid_json", N_("Request body is not valid JSON: it is nested too deeply or holds "
                                             "a number with too many digits."), status=400) from None
+
+
+class NonStandardConstant(ValueError):
+    """NaN, Infinity or -Infinity, which Python's json module reads but JSON (RFC 8259) does not allow."""
+
+    def __init__(self, constant: str):
+        super().__init__(constant)
+        self.constant = constant
+
+
+def _reject_constant(constant: str) -> Any:
+    raise NonStandardConstant(constant)
