@@ -189,6 +189,27 @@ def expired_documents(agency: Agency, today: date) -> list[str]:
             if expires_on is not None and expires_on <= today]
 
 
+def on_duty(agency: Agency, local_now: datetime) -> bool:
+    """Return whether `local_now`, wall-clock time in the hotline's time zone, is inside the agency's duty hours.
+
+    A window whose end is earlier than its start runs past midnight ("20:00-08:00"). An agency without duty
+    hours counts as on duty, because its hours are unknown, not known to be closed.
+    """
+    if not agency.duty_hours:
+        return True
+    start_text, _, end_text = agency.duty_hours.partition("-")
+    start, end = _minute_of_day(start_text), _minute_of_day(end_text)
+    minute = local_now.hour * 60 + local_now.minute
+    if start < end:
+        return start <= minute < end
+    return minute >= start or minute < end
+
+
+def _minute_of_day(text: str) -> int:
+    hours, _, minutes = text.partition(":")
+    return int(hours) * 60 + int(minutes)
+
+
 def may_receive_offers(agency: Agency, today: date, status: str | None = None) -> bool:
     """Return whether status and documents allow offers on `today`. Dispatch checks capacity and towns itself.
 

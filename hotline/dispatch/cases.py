@@ -74,7 +74,7 @@ def run_dispatch_case(config: DispatchConfig, case: DispatchCase) -> list[str]:
             ticket, tried = _build_world(session, case)
             town = session.get(Town, ticket.town_code) if ticket.town_code else None
             facts = ticket_facts(ticket, town=town)
-            choice = targets.choose(session, config, ticket, facts, JUDGED_AT.date(), tried)
+            choice = targets.choose(session, config, ticket, facts, JUDGED_AT, tried)
             return _compare(case.spec["expect"], choice)
     finally:
         engine.dispose()

@@ -94,8 +94,8 @@ def offer_to_next_target(session: Session, runtime, ticket: Ticket, attempt: int
                          now: datetime) -> Offer | None:
     """Offer the ticket under the first target with a free agency not in `exclude`, hold it, or escalate."""
     config = runtime.component("dispatch")
-    today = local(now, runtime.settings.timezone).date()
-    choice = targets.choose(session, config, ticket, facts_for(session, runtime, ticket, now), today, exclude)
+    local_now = local(now, runtime.settings.timezone)
+    choice = targets.choose(session, config, ticket, facts_for(session, runtime, ticket, now), local_now, exclude)
     if choice.candidate is not None:
         return make_offer(session, runtime, ticket, choice.candidate.agency, attempt, now,
                           target_id=choice.target.id, timeout_seconds=choice.target.timeout_seconds,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents
+from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents, on_duty
 from hotline.models import Agency, Offer, Ticket
 from hotline.vocabulary import OPEN_STATUSES
 
@@ -34,14 +34,16 @@ def active_jobs_by_agency(session: Session) -> dict[int, int]:
     return {agency_id: int(count) for agency_id, count in rows}
 
 
-def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_services: set[str], today: date,
-             exclude: set[int], ignore_capacity: bool = False) -> list[Candidate]:
-    """Agencies of `kinds` that may take `ticket` now, longest-waiting first (fair rotation).
+def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_services: set[str],
+             local_now: datetime, exclude: set[int], ignore_capacity: bool = False) -> list[Candidate]:
+    """Agencies of `kinds` that may take `ticket` at `local_now`, longest-waiting first (fair rotation).
 
-    Eligible: approved or on watch, filing and business licence both still valid on `today` (a document
-    stops counting on its expiry date), serving the ticket's town, offering every needed service, below
-    capacity (unless `ignore_capacity`), and not already offered this ticket.
+    Eligible: approved or on watch, filing and business licence both still valid on the local day (a
+    document stops counting on its expiry date), on duty at `local_now` (wall-clock time in the hotline's
+    time zone), serving the ticket's town, offering every needed service, below capacity (unless
+    `ignore_capacity`), and not already offered this ticket.
     """
+    today = local_now.date()
     agencies = session.exec(
         select(Agency).where(Agency.status.in_(DISPATCHABLE_STATUSES)).where(Agency.kind.in_(tuple(kinds)))
     ).all()
@@ -52,7 +54,7 @@ def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_serv
         jobs = active.get(agency.id, 0)
         if agency.id in exclude or (jobs >= agency.capacity and not ignore_capacity):
             continue
-        if expired_documents(agency, today):
+        if expired_documents(agency, today) or not on_duty(agency, local_now):
             continue
         if not serves_town(agency, ticket.town_code) or not needed_services <= set(agency.services or []):
             continue

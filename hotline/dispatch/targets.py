@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -29,7 +29,7 @@ class Choice:
 
 
 def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_facts: Mapping[str, Any],
-           today: date, exclude: set[int]) -> Choice:
+           local_now: datetime, exclude: set[int]) -> Choice:
     """Return the first target with a free eligible agency, the first target that holds, or neither.
 
     `skipped` words every target passed over and why, in Chinese, for the offer's reason text.
@@ -41,7 +41,7 @@ def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_fact
             skipped.append(f"{target.description}——不适用于本工单")
             continue
 
-        matching = [candidate for candidate in registry.eligible(session, ticket, target.kinds, needed, today,
+        matching = [candidate for candidate in registry.eligible(session, ticket, target.kinds, needed, local_now,
                                                                  exclude=exclude, ignore_capacity=True)
                     if target.selects(agency_facts(candidate.agency, ticket))]
         free = [candidate for candidate in matching if candidate.active_jobs < candidate.agency.capacity]
@@ -79,19 +79,20 @@ class AgencyStanding:
 
 
 # Reasons an agency cannot take a ticket, in the order the ticket page lists them.
-STANDING_PROBLEMS = ("not_approved", "documents_expired", "other_town", "missing_services", "at_capacity",
-                     "tried")
+STANDING_PROBLEMS = ("not_approved", "documents_expired", "off_duty", "other_town", "missing_services",
+                     "at_capacity", "tried")
 
 
-def agency_standings(session: Session, config: DispatchConfig, ticket: Ticket, today: date,
+def agency_standings(session: Session, config: DispatchConfig, ticket: Ticket, local_now: datetime,
                      tried: set[int]) -> list[AgencyStanding]:
-    """Judge every agency for `ticket`: eligible ones first in rotation order, then the rest by name."""
-    from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents
+    """Judge every agency for `ticket` at `local_now`: eligible ones first in rotation order, then the rest by name."""
+    from hotline.agencies import DISPATCHABLE_STATUSES, expired_documents, on_duty
 
+    today = local_now.date()
     needed = set(ticket.needs or []) & config.on_site_needs
     active = registry.active_jobs_by_agency(session)
     rotation = {candidate.agency.id: position for position, candidate in enumerate(
-        registry.eligible(session, ticket, ("agency", "funeral_home"), needed, today, exclude=set(),
+        registry.eligible(session, ticket, ("agency", "funeral_home"), needed, local_now, exclude=set(),
                           ignore_capacity=True))}
 
     standings = []
@@ -100,6 +101,7 @@ def agency_standings(session: Session, config: DispatchConfig, ticket: Ticket, t
         checks = {
             "not_approved": agency.status not in DISPATCHABLE_STATUSES,
             "documents_expired": bool(expired_documents(agency, today)),
+            "off_duty": not on_duty(agency, local_now),
             "other_town": not registry.serves_town(agency, ticket.town_code),
             "missing_services": not needed <= set(agency.services or []),
             "at_capacity": jobs >= agency.capacity,

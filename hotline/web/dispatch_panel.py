@@ -27,6 +27,7 @@ PROBLEMS = {
     "documents_expired": ("证照已过期", "documents expired"),
     "other_town": ("不服务本街镇", "does not serve this town"),
     "missing_services": ("不提供所需服务", "lacks a needed service"),
+    "off_duty": ("不在值班时间", "off duty"),
     "at_capacity": ("已满额", "at capacity"),
     "tried": ("已派过此单", "already offered this ticket"),
 }
@@ -43,8 +44,8 @@ def panel_context(session: Session, ticket: Ticket, language: str) -> dict[str, 
         return {"dispatch_panel": None}
 
     offers = session.exec(select(Offer).where(Offer.ticket_id == ticket.id).order_by(Offer.attempt)).all()
-    today = local(now(), runtime().settings.timezone).date()
-    standings = targets.agency_standings(session, runtime().component("dispatch"), ticket, today,
+    local_now = local(now(), runtime().settings.timezone)
+    standings = targets.agency_standings(session, runtime().component("dispatch"), ticket, local_now,
                                          tried={offer.agency_id for offer in offers})
     live = next((offer for offer in offers if offer.state in manual.LIVE_STATES), None)
     newest = offers[-1] if offers else None
