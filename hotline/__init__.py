@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hotline.request_body import BodyLimitedRequest
+from hotline.row_ids import RowIdConverter
 from hotline.runtime import Runtime
 
 
@@ -43,6 +44,8 @@ def create_app(runtime: Runtime | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(settings.instance_dir))
     app.request_class = BodyLimitedRequest
+    # Before any blueprint is registered, so every <int:...> route uses the bounded converter.
+    app.url_map.converters["int"] = RowIdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -19,6 +19,7 @@ from hotline.clock import now
 from hotline.dispatch import manual, state
 from hotline.i18n import current_language
 from hotline.models import Ticket
+from hotline.row_ids import MAX_ROW_ID, is_row_id
 from hotline.tickets import TransitionError
 from hotline.validation import N_, required, wrong_type
 
@@ -43,6 +44,9 @@ def create_offer(number: str):
         raise required("agency_id")
     if not isinstance(agency_id, int) or isinstance(agency_id, bool):
         raise ApiError(422, "invalid_type", N_("Field %(field)s must be an integer."), field="agency_id")
+    if not is_row_id(agency_id):
+        raise ApiError(422, "invalid_value", N_("Field %(field)s must be an integer from %(minimum)s to %(maximum)s."),
+                       field="agency_id", minimum=0, maximum=MAX_ROW_ID)
     reason = _reason(body)
     expected = _expected_state(body)
 

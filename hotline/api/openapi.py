@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 from hotline.api import open311, schemas
 from hotline.api.auth import required_scope
 from hotline.i18n import current_language
+from hotline.row_ids import MAX_ROW_ID
 from hotline.tokens import SCOPES
 from hotline.vocabulary import CATEGORIES, PRIORITIES, SOURCES, STATUSES
 
@@ -24,7 +25,7 @@ bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 DOCUMENTED_PREFIXES = ("/api/", "/open311/")
 # Ids are 32-bit integer columns on PostgreSQL.
-CONVERTER_SCHEMAS = {"int": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "default": {"type": "string"}}
+CONVERTER_SCHEMAS = {"int": {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID}, "default": {"type": "string"}}
 REF = "#/components/schemas/"
 
 

@@ -178,7 +178,8 @@ def authenticate(username: str, password: str) -> tuple[StaffUser | None, str | 
         session.add(LoginAttempt(
             username=username, user_id=user.id if user else None, at=at, succeeded=outcome == "ok",
             outcome=outcome, remote_addr=(request.remote_addr or "")[:45] or None,
-            user_agent=(request.user_agent.string or "")[:200] or None,
+            # PostgreSQL's text cannot hold U+0000, which a header may carry on servers that pass it on.
+            user_agent=(request.user_agent.string or "").replace("\x00", "")[:200] or None,
         ))
         log.info("Web auth: login as %r from %s: %s", username, request.remote_addr, outcome)
         if outcome == "ok":
