@@ -5,12 +5,14 @@ with an unpaired UTF-16 surrogate (U+D800 to U+DFFF), which a JSON body can carr
 \\ud800. Such a value made the database driver raise, and the caller got a 500. Every request is checked
 before any view runs: a query parameter, a form field, a JSON string or object key, or the path. One that
 carries such a character gets 400 `invalid_character` naming the field, with nothing written. API callers
-get the JSON error (GeoReport's under /open311/), and staff pages get the 400 page.
+get the JSON error (GeoReport's under /open311/), Twilio webhooks an empty TwiML document, and staff pages
+get the 400 page.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +34,14 @@ NUL_MESSAGE = N_("Field %(field)s contains the NUL character (U+0000), which is 
 SURROGATE_MESSAGE = N_("Field %(field)s contains an unpaired surrogate (%(character)s), which is not a valid "
                        "character; check how the text was encoded and send the request again.")
 MAX_FIELD_NAME_LENGTH = 64
+# A field path deep in a nested body is cut to this length in the error.
+MAX_FIELD_PATH_LENGTH = 200
+
+log = logging.getLogger("hotline.api")
+
+
+class UnstorableCharacter(InputError):
+    """A request parameter that contains U+0000 or an unpaired surrogate; the response is a 400."""
 
 
 def init_app(app: Flask) -> None:
@@ -44,12 +54,16 @@ def reject_unstorable_characters() -> None:
     if found is None:
         return
     field, character = found
+    if len(field) > MAX_FIELD_PATH_LENGTH:
+        field = field[:MAX_FIELD_PATH_LENGTH] + "…"
+    log.warning("Request: rejected %s %s, field %s contains U+%04X", request.method, request.path, field,
+                ord(character))
     if not (wants_json() or request.path.startswith("/open311/")):
         raise BadRequest()
     if character == NUL:
-        raise InputError("invalid_character", NUL_MESSAGE, field=field, status=400)
-    raise InputError("invalid_character", SURROGATE_MESSAGE, field=field, status=400,
-                     character=f"U+{ord(character):04X}")
+        raise UnstorableCharacter("invalid_character", NUL_MESSAGE, field=field, status=400)
+    raise UnstorableCharacter("invalid_character", SURROGATE_MESSAGE, field=field, status=400,
+                              character=f"U+{ord(character):04X}")
 
 
 def _in_path() -> tuple[str, str] | None:

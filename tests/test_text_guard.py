@@ -97,6 +97,8 @@ def test_twilio_form_with_nul_stores_no_call(client, seeded, runtime):
     response = client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
 
     assert response.status_code == 400
+    assert response.mimetype == "text/xml"
+    assert b"<Response" in response.data
     assert _count(runtime, Call) == 0
     assert _count(runtime, Ticket) == 0
 
@@ -156,3 +158,16 @@ def test_long_unknown_field_name_cut(client, seeded):
     assert response.status_code == 422
     assert len(response.get_json()["error"]["field"]) <= 70
     assert len(response.data) < 2000
+
+
+def test_deep_field_path_cut(client, seeded):
+    body = {"external_id": "S1", "category": "consultation", "resident": {"phone": "13812345678", "town": "盈浦街道"}}
+    nested = "a\x00b"
+    for _ in range(300):
+        nested = {"level": nested}
+    body["note"] = nested
+
+    response = _post_referral(client, seeded["shequyun"], json.dumps(body))
+
+    assert response.status_code == 400
+    assert len(response.get_json()["error"]["field"]) <= 201

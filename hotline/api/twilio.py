@@ -23,6 +23,7 @@ from hotline.models import Call, Ticket
 from hotline.phones import normalise_or_none
 from hotline.telephony import twiml
 from hotline.telephony.signatures import is_valid_signature, public_url
+from hotline.text_guard import UnstorableCharacter
 from hotline.validation import N_
 
 log = logging.getLogger("hotline.twilio")
@@ -42,6 +43,15 @@ def _too_large(error: RequestEntityTooLarge):
     """
     log_too_large()
     return Response(twiml.empty(), status=413, mimetype="text/xml")
+
+
+@bp.errorhandler(UnstorableCharacter)
+def _unstorable_character(_error: UnstorableCharacter):
+    """Answer a webhook whose form carries U+0000 or an unpaired surrogate with 400 and empty TwiML.
+
+    Twilio reads TwiML, so the call ends as after any empty answer instead of playing an application error.
+    """
+    return Response(twiml.empty(), status=400, mimetype="text/xml")
 
 
 def signed(view):
