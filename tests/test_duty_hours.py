@@ -55,6 +55,8 @@ def test_off_duty_agency_passed_over(runtime, seeded):
     ticket_id = body_transport_ticket(runtime, at=MONDAY_EVENING, town=LIANTANG)
 
     assert _kind_of_offer(runtime, ticket_id) == "funeral_home"
+    [offer] = offers_of(runtime, ticket_id)
+    assert "均不在值班时间" in offer.reason
 
 
 def test_on_duty_agency_offered(runtime, seeded):

@@ -35,13 +35,14 @@ def active_jobs_by_agency(session: Session) -> dict[int, int]:
 
 
 def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_services: set[str],
-             local_now: datetime, exclude: set[int], ignore_capacity: bool = False) -> list[Candidate]:
+             local_now: datetime, exclude: set[int], ignore_capacity: bool = False,
+             ignore_duty_hours: bool = False) -> list[Candidate]:
     """Agencies of `kinds` that may take `ticket` at `local_now`, longest-waiting first (fair rotation).
 
     Eligible: approved or on watch, filing and business licence both still valid on the local day (a
     document stops counting on its expiry date), on duty at `local_now` (wall-clock time in the hotline's
-    time zone), serving the ticket's town, offering every needed service, below capacity (unless
-    `ignore_capacity`), and not already offered this ticket.
+    time zone, unless `ignore_duty_hours`), serving the ticket's town, offering every needed service, below
+    capacity (unless `ignore_capacity`), and not already offered this ticket.
     """
     today = local_now.date()
     agencies = session.exec(
@@ -54,7 +55,7 @@ def eligible(session: Session, ticket: Ticket, kinds: Iterable[str], needed_serv
         jobs = active.get(agency.id, 0)
         if agency.id in exclude or (jobs >= agency.capacity and not ignore_capacity):
             continue
-        if expired_documents(agency, today) or not on_duty(agency, local_now):
+        if expired_documents(agency, today) or not (ignore_duty_hours or on_duty(agency, local_now)):
             continue
         if not serves_town(agency, ticket.town_code) or not needed_services <= set(agency.services or []):
             continue

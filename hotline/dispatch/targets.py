@@ -41,16 +41,33 @@ def choose(session: Session, config: DispatchConfig, ticket: Ticket, ticket_fact
             skipped.append(f"{target.description}——不适用于本工单")
             continue
 
-        matching = [candidate for candidate in registry.eligible(session, ticket, target.kinds, needed, local_now,
-                                                                 exclude=exclude, ignore_capacity=True)
-                    if target.selects(agency_facts(candidate.agency, ticket))]
+        matching = _matching(session, ticket, target, needed, local_now, exclude)
         free = [candidate for candidate in matching if candidate.active_jobs < candidate.agency.capacity]
         if free:
             return Choice(target, free[0], tuple(skipped))
         if matching and "all_at_capacity" not in target.skip_if:
             return Choice(target, None, tuple(skipped))
-        skipped.append(f"{target.description}——{'均已满额' if matching else '无符合条件的机构'}")
+        passed_over = _why_passed_over(session, ticket, target, needed, local_now, exclude, matching)
+        skipped.append(f"{target.description}——{passed_over}")
     return Choice(None, None, tuple(skipped))
+
+
+def _matching(session: Session, ticket: Ticket, target: DispatchTarget, needed: set[str], local_now: datetime,
+              exclude: set[int], ignore_duty_hours: bool = False) -> list[registry.Candidate]:
+    """Return the target's eligible agencies for `ticket`, at capacity or not, in rotation order."""
+    candidates = registry.eligible(session, ticket, target.kinds, needed, local_now, exclude=exclude,
+                                   ignore_capacity=True, ignore_duty_hours=ignore_duty_hours)
+    return [candidate for candidate in candidates if target.selects(agency_facts(candidate.agency, ticket))]
+
+
+def _why_passed_over(session: Session, ticket: Ticket, target: DispatchTarget, needed: set[str],
+                     local_now: datetime, exclude: set[int], matching: list[registry.Candidate]) -> str:
+    """Word, in Chinese for the reason of a later offer, why a target had no free agency."""
+    if matching:
+        return "均已满额"
+    if _matching(session, ticket, target, needed, local_now, exclude, ignore_duty_hours=True):
+        return "符合条件的机构均不在值班时间"
+    return "无符合条件的机构"
 
 
 def agency_facts(agency: Agency, ticket: Ticket) -> dict[str, Any]:
