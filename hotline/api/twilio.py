@@ -47,7 +47,7 @@ def _too_large(error: RequestEntityTooLarge):
 
 @bp.errorhandler(UnstorableCharacter)
 def _unstorable_character(_error: UnstorableCharacter):
-    """Answer a webhook whose form carries U+0000 or an unpaired surrogate with 400 and empty TwiML.
+    """Return 400 with empty TwiML for a webhook whose form carries U+0000 or an unpaired surrogate.
 
     Twilio reads TwiML, so the call ends as after any empty answer instead of playing an application error.
     """
