@@ -12,11 +12,9 @@ so callers run it as their last write.
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime
 from functools import cache
-from typing import Any
 
+import orjson
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import make_transient_to_detached
@@ -122,17 +120,20 @@ def _sql_type(column_type) -> str:
 
 
 def _json_rows(rows: list[SQLModel], model: type[SQLModel]) -> str:
-    """Serialise rows of `model` as a JSON array of objects, each with its position under ORDER_KEY."""
-    names = [column.name for column in model.__table__.columns if column.name != "id"]
+    """Serialise rows of `model` as a JSON array of objects, each with its position under ORDER_KEY.
+
+    orjson writes instants in ISO 8601 with their offset, which jsonb_to_recordset reads as timestamptz.
+    """
+    names = _column_names(model)
     objects = []
     for position, row in enumerate(rows):
-        values = {name: getattr(row, name) for name in names}
+        loaded = row.__dict__
+        values = {name: loaded[name] if name in loaded else getattr(row, name) for name in names}
         values[ORDER_KEY] = position
         objects.append(values)
-    return json.dumps(objects, ensure_ascii=False, default=_json_default)
+    return orjson.dumps(objects).decode()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__} for jsonb_to_recordset")
+@cache
+def _column_names(model: type[SQLModel]) -> tuple[str, ...]:
+    return tuple(column.name for column in model.__table__.columns if column.name != "id")
