@@ -31,15 +31,21 @@ class Runtime:
     engine: Engine
     queue: Any
     components: dict[str, Any] = field(default_factory=dict)
+    # The engine with autocommit connections for `transaction(one_write=True)`, made on first use.
+    _autocommit_engine: Engine | None = field(default=None, repr=False)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, one_write: bool = False) -> Iterator[Session]:
         """Yield a session that commits on success, then enqueues the jobs the work scheduled.
 
         Jobs are enqueued only after the commit, so a job never reads a row that is not there yet.
         A crash between the commit and the enqueue is covered by the scheduler's outbox sweep.
+
+        With `one_write`, the caller promises that its work writes on PostgreSQL with a single statement,
+        which is atomic on its own. The session then runs in autocommit there, without the round trips of
+        BEGIN and COMMIT. SQLite always runs a transaction.
         """
-        with Session(self.engine, expire_on_commit=False) as session:
+        with Session(self._bind(one_write), expire_on_commit=False) as session:
             try:
                 yield session
                 self._before_commit(session)
@@ -50,6 +56,13 @@ class Runtime:
             jobs = session.info.pop("jobs_after_commit", [])
         for name, args in jobs:
             self.queue.enqueue(name, *args)
+
+    def _bind(self, one_write: bool) -> Engine:
+        if not one_write or self.engine.dialect.name != "postgresql":
+            return self.engine
+        if self._autocommit_engine is None:
+            self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self._autocommit_engine
 
     def _before_commit(self, session: Session) -> None:
         from hotline.tickets import assign_numbers

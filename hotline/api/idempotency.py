@@ -12,15 +12,15 @@ CONFLICT_RETRIES = 3
 Result = TypeVar("Result")
 
 
-def run_idempotent(runtime: Any, work: Callable[[Session], Result]) -> Result:
+def run_idempotent(runtime: Any, work: Callable[[Session], Result], one_write: bool = False) -> Result:
     """Run `work` in a transaction, retrying when a concurrent duplicate won a unique constraint.
 
     The retry then finds the row the other request committed, so both requests return the same ticket
-    and only one was written.
+    and only one was written. `one_write` is passed to `Runtime.transaction`.
     """
     for attempt in range(CONFLICT_RETRIES):
         try:
-            with runtime.transaction() as session:
+            with runtime.transaction(one_write=one_write) as session:
                 return work(session)
         except IntegrityError:
             if attempt == CONFLICT_RETRIES - 1:
