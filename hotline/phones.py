@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -24,6 +25,9 @@ _EXTENSION = re.compile(r"^(?P<number>.*?)\s*(?:转|分机|ext\.?|x|#)\s*(?P<ext
 _SEPARATORS = re.compile(r"[\s\-.()（）]")
 # Separators people write between two numbers in one field, as they read after NFKC turns ，；／｜ into ASCII.
 _LIST_SEPARATORS = re.compile(r"[/,;|\\、\n]|或者|或|和|及|\bor\b|\band\b", re.IGNORECASE)
+# Texts whose valid number is kept: parsing one takes about 45 µs, and the same referrer's or caller's
+# number comes back again and again.
+CACHED_NUMBERS = 4096
 
 
 class InvalidPhoneNumber(ValueError):
@@ -44,11 +48,12 @@ class MultiplePhoneNumbers(InvalidPhoneNumber):
         self.numbers = numbers
 
 
+@lru_cache(maxsize=CACHED_NUMBERS)
 def normalise(text: str) -> PhoneNumber:
     """Return the E.164 form of `text` and its extension.
 
     Raise MultiplePhoneNumbers if the text lists two different numbers, and InvalidPhoneNumber if it is
-    not one possible number.
+    not one possible number. Results are cached, errors are not.
     """
     cleaned = unicodedata.normalize("NFKC", text or "").strip()
     if not cleaned:
