@@ -6,6 +6,7 @@ from flask import Flask, jsonify
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hotline.json_provider import OrjsonProvider
 from hotline.request_body import BodyLimitedRequest
 from hotline.row_ids import RowIdConverter
 from hotline.runtime import Runtime
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
         # A form stays valid for a whole shift; the token is still bound to the login session.
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
+    app.json = OrjsonProvider(app)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     if settings.trusted_proxy_hops:
