@@ -63,19 +63,24 @@ def insert_new_ticket(session: Session, new_ticket: NewTicket, extra_rows: list[
 
 @cache
 def _statement() -> str:
-    """Build the statement's text from the tables' columns."""
+    """Build the statement's text from the tables' columns.
+
+    The text stays under psycopg's MAX_CACHED_STATEMENT_LENGTH (4096 bytes), because psycopg converts the
+    placeholders of a longer text again on every execution. To save length, columns are named without
+    their FROM item. The CTEs read besides `given` return only `last`, `id` and `number`, so no name clashes.
+    """
     ticket_columns = _insert_columns(Ticket.__table__, skip=("number",))
     parts = [
         "WITH counter AS (\n"
-        "  INSERT INTO ticketcounter (day, last) VALUES (%(day)s, 1)\n"
-        "  ON CONFLICT (day) DO UPDATE SET last = ticketcounter.last + 1 RETURNING last\n"
+        "INSERT INTO ticketcounter (day, last) VALUES (%(day)s, 1)\n"
+        "ON CONFLICT (day) DO UPDATE SET last = ticketcounter.last + 1 RETURNING last\n"
         "), new_ticket AS (\n"
-        f"  INSERT INTO ticket (number, {_names(ticket_columns)})\n"
+        f"INSERT INTO ticket (number, {_names(ticket_columns)})\n"
         # Four digits at least, as tickets.next_number writes them; a day past 9999 tickets gets five.
-        "  SELECT %(number_prefix)s || lpad(counter.last::text, greatest(4, length(counter.last::text)), '0'), "
-        f"{_names(ticket_columns, 'given')}\n"
-        f"  FROM counter, {_recordset(Ticket.__table__, ticket_columns, 'ticket')}\n"
-        "  RETURNING id, number\n"
+        "SELECT %(number_prefix)s || lpad(last::text, greatest(4, length(last::text)), '0'), "
+        f"{_names(ticket_columns)}\n"
+        f"FROM counter, {_recordset(Ticket.__table__, ticket_columns, 'ticket')}\n"
+        "RETURNING id, number\n"
         ")"
     ]
     for model in DEPENDENT_MODELS:
@@ -83,10 +88,10 @@ def _statement() -> str:
         columns = _insert_columns(table, skip=("ticket_id",))
         parts.append(
             f", new_{table.name} AS (\n"
-            f"  INSERT INTO {PREPARER.quote(table.name)} (ticket_id, {_names(columns)})\n"
-            f"  SELECT new_ticket.id, {_names(columns, 'given')}\n"
-            f"  FROM new_ticket, {_recordset(table, columns, table.name)}\n"
-            f"  ORDER BY given.{ORDER_KEY}\n"
+            f"INSERT INTO {PREPARER.quote(table.name)} (ticket_id, {_names(columns)})\n"
+            f"SELECT new_ticket.id, {_names(columns)}\n"
+            f"FROM new_ticket, {_recordset(table, columns, table.name)}\n"
+            f"ORDER BY {ORDER_KEY}\n"
             ")"
         )
     parts.append("\nSELECT id, number FROM new_ticket")
@@ -94,12 +99,16 @@ def _statement() -> str:
 
 
 def _insert_columns(table: Table, skip: tuple[str, ...]) -> list[str]:
-    return [column.name for column in table.columns if column.name != "id" and column.name not in skip]
+    columns = [column.name for column in table.columns if column.name != "id" and column.name not in skip]
+    clashes = set(columns) & {"last", "number"}
+    if clashes:
+        raise ValueError(f"columns {sorted(clashes)} of {table.name} have the name of a CTE column of the ticket "
+                         "insert; qualify the names in ticket_insert._statement")
+    return columns
 
 
-def _names(columns: list[str], alias: str | None = None) -> str:
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + PREPARER.quote(name) for name in columns)
+def _names(columns: list[str]) -> str:
+    return ", ".join(PREPARER.quote(name) for name in columns)
 
 
 def _recordset(table: Table, columns: list[str], parameter: str) -> str:
@@ -114,9 +123,11 @@ def _recordset(table: Table, columns: list[str], parameter: str) -> str:
 
 
 def _sql_type(column_type) -> str:
-    """Return the column's PostgreSQL type, with text for every varchar."""
+    """Return the column's PostgreSQL type, with text for every varchar and the short name of timestamptz."""
     compiled = column_type.compile(dialect=DIALECT)
-    return "text" if compiled.startswith("VARCHAR") else compiled
+    if compiled.startswith("VARCHAR"):
+        return "text"
+    return "timestamptz" if compiled == "TIMESTAMP WITH TIME ZONE" else compiled
 
 
 def _json_rows(rows: list[SQLModel], model: type[SQLModel]) -> str:

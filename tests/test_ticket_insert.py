@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import time_machine
+from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 from sqlmodel import select
 
 from hotline.models import ChecklistItem, Referral, RuleSetVersion, SlaClock, Ticket, TicketCounter, TicketEvent
+from hotline.ticket_insert import _statement
 
 MONDAY_MORNING = datetime.fromisoformat("2026-12-07T09:00:00+08:00")
 
@@ -108,3 +110,8 @@ def test_agency_service_referral_dispatched(client, seeded, runtime):
                         headers={"Authorization": f"Bearer {seeded['supervisor']}"}).get_json()
     assert body["priority"] == "P1"
     assert stored["offers"][0]["state"] == "pending"
+
+
+def test_statement_fits_psycopg_query_cache():
+    # A longer text is converted from %(name)s placeholders again on every execution.
+    assert len(_statement().encode()) <= MAX_CACHED_STATEMENT_LENGTH
