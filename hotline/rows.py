@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import SQLModel
 
@@ -49,3 +50,22 @@ def new_row(model: type[Model], **values: Any) -> Model:
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
+
+
+def set_fields(instance: SQLModel, **values: Any) -> None:
+    """Set fields of a table model instance, directly in its __dict__ while no session holds it.
+
+    A row from `new_row` that is not added to a session yet needs no change tracking: its INSERT writes
+    every field it has. A row in a session or loaded from the database gets each value through setattr.
+    """
+    unknown = values.keys() - type(instance).model_fields.keys()
+    if unknown:
+        raise TypeError(f"{type(instance).__name__} has no fields {sorted(unknown)}")
+
+    state = inspect(instance)
+    if not state.transient:
+        for name, value in values.items():
+            setattr(instance, name, value)
+        return
+    instance.__dict__.update(values)
+    instance.__pydantic_fields_set__.update(values)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
 from hotline.models import ChecklistItem, Referral, SlaClock, Ticket, TicketEvent
+from hotline.rows import set_fields
 from hotline.rules.versions import store_versions
 from hotline.sla.clocks import default_next_check
 from hotline.tickets import NewTicket
@@ -53,12 +54,11 @@ def insert_new_ticket(session: Session, new_ticket: NewTicket, extra_rows: list[
 
     ticket_id, number = session.connection().exec_driver_sql(_statement(), parameters).one()
 
-    ticket.id = ticket_id
-    ticket.number = number
+    set_fields(ticket, id=ticket_id, number=number)
     make_transient_to_detached(ticket)
     session.add(ticket)
     for row in rows:
-        row.ticket_id = ticket_id
+        set_fields(row, ticket_id=ticket_id)
 
 
 @cache

@@ -18,7 +18,7 @@ from hotline.events import new_event, record_event
 from hotline.models import Agency, Call, ChecklistItem, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.nulls_last import NullsLast
 from hotline.outbox import add_message, schedule_job
-from hotline.rows import new_row
+from hotline.rows import new_row, set_fields
 from hotline.rules.facts import ticket_facts
 from hotline.sla import clocks as sla_clocks
 from hotline.towns import find_town
@@ -196,13 +196,9 @@ def apply_rules(session: Session, runtime, ticket: Ticket, now: datetime, actor:
 
 
 def _set_priority(ticket: Ticket, decision, now: datetime) -> None:
-    ticket.priority = decision.priority
-    ticket.queue_rank = decision.queue_rank
-    ticket.priority_reasons = decision.reasons
-    ticket.rule_trace = decision.trace
-    ticket.rule_set_version = decision.version
-    ticket.tags = sorted(set(ticket.tags or []) | set(decision.added_tags))
-    ticket.updated_at = now
+    set_fields(ticket, priority=decision.priority, queue_rank=decision.queue_rank, priority_reasons=decision.reasons,
+               rule_trace=decision.trace, rule_set_version=decision.version,
+               tags=sorted(set(ticket.tags or []) | set(decision.added_tags)), updated_at=now)
 
 
 def facts_for(session: Session, runtime, ticket: Ticket, now: datetime,

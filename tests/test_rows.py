@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from hotline.models import ChecklistItem, Referral, SlaClock, Ticket, TicketEvent
-from hotline.rows import new_row
+from hotline.rows import new_row, set_fields
 
 AT = datetime(2026, 12, 7, 1, 30, tzinfo=UTC)
 CASES = [
@@ -90,3 +90,38 @@ def test_new_row_inserted_by_orm(runtime):
     assert stored.tags == []
     assert stored.created_at == AT
     assert event.ticket_id == stored.id
+
+
+def test_set_fields_new_row_inserted(runtime):
+    ticket = new_row(Ticket, number="QP-20261207-0001", channel="phone", source="resident", category="callback",
+                     created_at=AT, updated_at=AT)
+
+    set_fields(ticket, priority=1, tags=["urgent"])
+    with runtime.transaction() as session:
+        session.add(ticket)
+
+    with runtime.transaction() as session:
+        stored = session.exec(select(Ticket)).one()
+    assert stored.priority == 1
+    assert stored.tags == ["urgent"]
+    assert {"priority", "tags"} <= ticket.__pydantic_fields_set__
+
+
+def test_set_fields_stored_row_updated(runtime):
+    with runtime.transaction() as session:
+        session.add(new_row(Ticket, number="QP-20261207-0001", channel="phone", source="resident",
+                            category="callback", created_at=AT, updated_at=AT))
+
+    with runtime.transaction() as session:
+        set_fields(session.exec(select(Ticket)).one(), priority=1)
+
+    with runtime.transaction() as session:
+        stored = session.exec(select(Ticket)).one()
+    assert stored.priority == 1
+
+
+def test_set_fields_rejects_unknown_field():
+    ticket = new_row(Ticket, number="a", channel="phone", source="resident", category="callback")
+
+    with pytest.raises(TypeError, match="colour"):
+        set_fields(ticket, colour="red")
