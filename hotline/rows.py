@@ -53,7 +53,7 @@ def new_row(model: type[Model], **values: Any) -> Model:
 
 
 def set_fields(instance: SQLModel, **values: Any) -> None:
-    """Set fields of a table model instance, directly in its __dict__ while no session holds it.
+    """Set fields of a table model instance, directly in its __dict__ while it is in no session.
 
     A row from `new_row` that is not added to a session yet needs no change tracking: its INSERT writes
     every field it has. A row in a session or loaded from the database gets each value through setattr.
