@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from hotline import phones
 from hotline.agencies import DISPATCHABLE_STATUSES
+from hotline.driver_sql import fetch_one
 from hotline.events import record_event
 from hotline.models import Agency, Call, Referral, Ticket, TicketEvent
 from hotline.outbox import schedule_job
@@ -139,7 +140,11 @@ def _earlier_referral_and_history(session: Session, source: str, external_id: st
     One query reads both, because nearly every referral is new and then needs the history for its rules.
     """
     parameters = {"source": source, "external_id": external_id, "phone": phone, "since": now - HISTORY_WINDOW}
-    row = session.connection().execute(_earlier_and_history_query(), parameters).one()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        row = fetch_one(connection, _earlier_and_history_query(), parameters)
+    else:
+        row = connection.execute(_earlier_and_history_query(), parameters).one()
     if not phone:
         return row[0], history_counts(None, None)
     return row[0], history_counts(row[1], row[2])

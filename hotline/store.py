@@ -1,7 +1,9 @@
 """Database engine and sessions.
 
 PostgreSQL connections are pinged before use only after sitting idle in the pool. A ping on every checkout
-costs a round trip per transaction, and a connection returned a moment ago has just worked. SQLite gets `BEGIN IMMEDIATE` for every transaction: its default deferred transactions fail with
+costs a round trip per transaction, and a connection returned a moment ago has just worked.
+
+SQLite gets `BEGIN IMMEDIATE` for every transaction: its default deferred transactions fail with
 "database is locked" when two readers both try to upgrade to writers, which is exactly what two
 duplicate referrals arriving at once do. Immediate transactions queue behind the busy timeout instead.
 """

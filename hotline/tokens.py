@@ -12,12 +12,11 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 from sqlalchemy import Engine, bindparam, update
-from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
+from hotline.driver_sql import driver_statement
 from hotline.models import ApiToken
 from hotline.validation import N_, TemplatedError
 from hotline.vocabulary import REFERRAL_SOURCES, ROLES
@@ -177,14 +176,16 @@ def _look_up_on_driver(engine: Engine, token_hash: str, now: datetime) -> tuple 
         driver = pooled.driver_connection
         driver.autocommit = True
         try:
-            row = driver.execute(_compiled(_LOOKUP), {"token_hash": token_hash}, prepare=True).fetchone()
+            lookup = driver_statement(_LOOKUP, ("token_hash",)).text
+            row = driver.execute(lookup, {"token_hash": token_hash}, prepare=True).fetchone()
             if row is None:
                 return None
             token_id, source, role, user_id, scopes, revoked_at, last_used_at = row
             if revoked_at is not None:
                 return None
             if _touch_due(last_used_at, now):
-                driver.execute(_compiled(_TOUCH), {"token_id": token_id, "now": now}, prepare=True)
+                touch = driver_statement(_TOUCH, ("now", "token_id")).text
+                driver.execute(touch, {"token_id": token_id, "now": now}, prepare=True)
         finally:
             driver.autocommit = False
     finally:
@@ -200,11 +201,6 @@ _LOOKUP = (
     .where(_TABLE.c.token_hash == bindparam("token_hash"))
 )
 _TOUCH = update(_TABLE).where(_TABLE.c.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
-
-
-@cache
-def _compiled(statement) -> str:
-    return str(statement.compile(dialect=postgresql.dialect()))
 
 
 def _touch_due(last_used_at: datetime | None, now: datetime) -> bool:
