@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -99,6 +101,75 @@ def test_open311_limit_in_georeport_format(runtime, seeded):
     assert "Retry-After" in limited.headers
 
 
+def test_several_limits_in_one_setting(runtime, seeded):
+    client = _app(runtime, "10/second;3/minute", "100/minute")
+
+    with time_machine.travel(START, tick=False):
+        statuses = [_get_referral(client, seeded["shequyun"]).status_code for _ in range(3)]
+        limited = _get_referral(client, seeded["shequyun"])
+
+    assert statuses == [404, 404, 404]
+    assert limited.status_code == 429
+    assert 59 <= int(limited.headers["Retry-After"]) <= 61, "Retry-After comes from the minute limit"
+
+
+def test_api_key_and_bearer_share_counter(runtime, seeded):
+    client = _app(runtime, "2/minute", "100/minute")
+    token = seeded["shequyun"]
+
+    with time_machine.travel(START, tick=False):
+        as_api_key = client.get(f"/open311/v2/requests.json?api_key={token}")
+        as_bearer = _get_referral(client, token)
+        limited = _get_referral(client, token)
+
+    assert as_api_key.status_code == 200
+    assert as_bearer.status_code == 404
+    assert limited.status_code == 429, "the api_key parameter and the Bearer header share one counter"
+
+
+def test_unlimited_paths_not_counted(runtime, seeded):
+    client = _app(runtime, "1/minute", "1/minute")
+    token = seeded["shequyun"]
+
+    with time_machine.travel(START, tick=False):
+        health = [client.get("/healthz").status_code for _ in range(3)]
+        no_route = [client.get(f"/open311/v2/no-such-page?api_key={token}").status_code for _ in range(3)]
+        wrong_method = [client.delete(f"/open311/v2/requests.json?api_key={token}").status_code for _ in range(3)]
+        first = _get_referral(client, token)
+        second = _get_referral(client, token)
+
+    assert health == [200, 200, 200]
+    assert no_route == [404, 404, 404], "a path that matches no route is not counted"
+    assert wrong_method == [405, 405, 405], "a method that the route does not allow is not counted"
+    assert first.status_code == 404, "the public endpoint still has its whole limit"
+    assert second.status_code == 429
+
+
+def test_memory_counters_start_no_thread(runtime, seeded, monkeypatch):
+    client = _app(runtime, "1000/minute", "1000/minute")
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name) or start(thread))
+
+    for _ in range(20):
+        _get_referral(client, seeded["shequyun"])
+
+    assert started == []
+
+
+def test_unreachable_redis_lets_requests_through(runtime, seeded, caplog):
+    # Port 1 on the loopback address refuses the connection at once.
+    client = _app(runtime, "1/minute", "1/minute", redis_url="redis://127.0.0.1:1/0")
+
+    with caplog.at_level(logging.ERROR, logger="hotline.ratelimit"):
+        statuses = [_get_referral(client, seeded["shequyun"]).status_code for _ in range(3)]
+
+    assert statuses == [404, 404, 404]
+    [record] = caplog.records
+    assert "counter storage failed" in record.getMessage()
+    assert "127.0.0.1:1" in record.getMessage()
+
+
 @pytest.mark.redis
 def test_redis_counters_shared_between_apps(runtime, seeded, redis_url):
     first_app = _app(runtime, "2/minute", "100/minute", redis_url=redis_url)
@@ -110,6 +181,25 @@ def test_redis_counters_shared_between_apps(runtime, seeded, redis_url):
         limited = _get_referral(first_app, seeded["shequyun"])
 
     assert limited.status_code == 429, "two web processes share one counter in Redis"
+
+
+@pytest.mark.redis
+def test_redis_keys_contain_no_token(runtime, seeded, redis_url):
+    from redis import Redis
+
+    client = _app(runtime, "10/minute", "10/minute", redis_url=redis_url)
+    token = seeded["shequyun"]
+    _get_referral(client, token)
+
+    connection = Redis.from_url(redis_url)
+    keys = sorted(key.decode() for key in connection.keys("*LIMITER/hotline-ratelimit/*"))
+    connection.close()
+
+    assert len(keys) == 2
+    assert keys[0].endswith("LIMITER/hotline-ratelimit/ip:127.0.0.1/public-ip/10/1/minute")
+    assert "LIMITER/hotline-ratelimit/token:" in keys[1]
+    assert keys[1].endswith("/public-token/10/1/minute")
+    assert token not in keys[1], "the counter key holds a digest of the token, not the token"
 
 
 def test_storage_uri_for_unix_socket():
