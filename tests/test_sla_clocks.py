@@ -22,6 +22,7 @@ from hotline.sla.clocks import (
 )
 from hotline.sla.policies import load_policies
 from hotline.sla.sweep import sweep_breaches
+from hotline.vocabulary import CATEGORIES
 
 FRIDAY_4PM = datetime.fromisoformat("2026-03-06T16:00:00+08:00")
 
@@ -57,6 +58,21 @@ def clocks_by_target(session: Session, ticket_id: int) -> dict[str, SlaClock]:
 def events_of(session: Session, ticket_id: int, kind: str) -> list[TicketEvent]:
     query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == kind)
     return list(session.exec(query.order_by(TicketEvent.id)))
+
+
+def test_policy_choice_compiled_matches_rule_engine(runtime):
+    policies = runtime.component("sla_policies")
+    base = facts_for(Ticket(number="x", channel="phone", source="resident", category="complaint", priority=1))
+    cases = [
+        {**base, "category": category, "priority": float(priority), "source": source, "working_time": working}
+        for category in CATEGORIES for priority in (1, 2, 3, 4)
+        for source in ("resident", "shequyun") for working in (True, False)
+    ]
+
+    for facts in cases:
+        by_rule_engine = next(policy for policy in policies.policies
+                              if f"P{int(facts['priority'])}" in policy.targets and policy.condition.matches(facts))
+        assert policies.choose(facts).id == by_rule_engine.id, facts
 
 
 def test_policy_choice_follows_file_order(runtime):

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from hotline.rules.expressions import Condition, RuleError, compile_condition
+from hotline.rules.compiled import prepare_facts
+from hotline.rules.expressions import FACT_KINDS, Condition, RuleError, compile_condition
 from hotline.sla.calendars import BusinessCalendar, parse_duration
 from hotline.vocabulary import PRIORITIES
 
@@ -73,13 +74,21 @@ class PolicySet:
         """Return the first policy whose condition matches `facts` and that lists the facts' priority.
 
         The loader guarantees a final catch-all, so this raises LookupError only for a priority
-        outside P1..P4.
+        outside P1..P4. Conditions run as compiled closures when the facts have their declared types,
+        as the priority rules do (hotline.rules.compiled), and through rule-engine otherwise.
         """
         priority = f"P{int(facts['priority'])}"
+        values = prepare_facts(facts, FACT_KINDS)
         for policy in self.policies:
-            if priority in policy.targets and policy.condition.matches(facts):
+            if priority in policy.targets and _matches(policy.condition, facts, values):
                 return policy
         raise LookupError(f"no SLA policy of version {self.version} lists priority {priority}")
+
+
+def _matches(condition: Condition, facts: Mapping[str, Any], values: dict[str, Any] | None) -> bool:
+    if values is None or condition.test is None:
+        return condition.matches(facts)
+    return condition.test(values)
 
 
 def load_policies(path: Path, calendars: dict[str, BusinessCalendar]) -> PolicySet:
