@@ -8,6 +8,7 @@ import time_machine
 from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
 from sqlmodel import select
 
+from hotline import intake
 from hotline.models import ChecklistItem, Referral, RuleSetVersion, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.ticket_insert import _statement
 
@@ -99,6 +100,27 @@ def test_rejected_duplicate_leaves_counter(client, seeded, runtime):
     assert again.status_code == 200
     assert again.get_json()["number"] == first.get_json()["number"]
     assert other.get_json()["number"] == "QP-20261207-0002"
+
+
+def test_duplicate_missed_by_lookup_retried(client, seeded, runtime, monkeypatch):
+    first = _refer(client, seeded["shequyun"], "SG-1")
+    look_up = intake._earlier_referral_and_history
+    calls = []
+
+    def miss_once(session, source, external_id, phone, now):
+        # As when a concurrent duplicate commits between the lookup and the insert.
+        found, history = look_up(session, source, external_id, phone, now)
+        calls.append(found)
+        return (None, history) if len(calls) == 1 else (found, history)
+
+    monkeypatch.setattr(intake, "_earlier_referral_and_history", miss_once)
+    again = _refer(client, seeded["shequyun"], "SG-1")
+
+    assert again.status_code == 200
+    assert again.get_json()["number"] == first.get_json()["number"]
+    assert len(calls) == 2
+    with runtime.transaction() as session:
+        assert len(session.exec(select(Ticket)).all()) == 1
 
 
 def test_agency_service_referral_dispatched(client, seeded, runtime):
