@@ -17,8 +17,8 @@ from functools import cache
 import orjson
 import psycopg
 from sqlalchemy import Table
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
