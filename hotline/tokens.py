@@ -169,7 +169,8 @@ def _look_up(engine: Engine, token_hash: str, now: datetime) -> tuple | None:
 def _look_up_on_driver(engine: Engine, token_hash: str, now: datetime) -> tuple | None:
     """Run the lookup straight on psycopg, with statements prepared once per connection.
 
-    Through SQLAlchemy's Connection the same SELECT cost about 170 µs of CPU, and here about 115 µs.
+    Through SQLAlchemy's Connection the same SELECT cost about 170 µs of CPU, and here about 115 µs. A
+    connection lost during the lookup is dropped from the pool, and the error is raised.
     """
     pooled = engine.raw_connection()
     try:
@@ -187,7 +188,10 @@ def _look_up_on_driver(engine: Engine, token_hash: str, now: datetime) -> tuple 
                 touch = driver_statement(_TOUCH, ("now", "token_id")).text
                 driver.execute(touch, {"token_id": token_id, "now": now}, prepare=True)
         finally:
-            driver.autocommit = False
+            if driver.broken:
+                pooled.invalidate()
+            else:
+                driver.autocommit = False
     finally:
         pooled.close()
     return token_id, source, role, user_id, scopes

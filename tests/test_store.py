@@ -1,11 +1,13 @@
-"""Pooled PostgreSQL connections: pinged at checkout only after sitting idle, replaced when the ping fails."""
+"""Pooled PostgreSQL connections: one whose server process ended is replaced at checkout, even right after use."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
-from hotline import store
+from hotline import store, tokens
+from hotline.clock import now
 
 
 @pytest.fixture
@@ -15,54 +17,44 @@ def engine(postgres_database_url):
     engine.dispose()
 
 
-@pytest.fixture
-def pings(engine, monkeypatch):
-    """Count the pings the engine's dialect sends."""
-    sent = []
-    ping = engine.dialect.do_ping
-
-    def counted(dbapi_connection):
-        sent.append(dbapi_connection)
-        return ping(dbapi_connection)
-
-    monkeypatch.setattr(engine.dialect, "do_ping", counted)
-    return sent
-
-
 def _backend_pid(engine) -> int:
     with engine.connect() as connection:
         return connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
 
-def test_recently_used_connection_is_not_pinged(engine, pings):
-    first = _backend_pid(engine)
-
-    second = _backend_pid(engine)
-
-    assert second == first
-    assert pings == []
-
-
-def test_idle_connection_is_pinged(engine, pings, monkeypatch):
-    _backend_pid(engine)
-    monkeypatch.setattr(store, "POOL_PING_AFTER_IDLE_SECONDS", 0.0)
-
-    _backend_pid(engine)
-
-    assert len(pings) == 1
-
-
-def test_idle_connection_that_died_is_replaced(engine, postgres_database_url, monkeypatch):
-    dead = _backend_pid(engine)
+def _terminate(postgres_database_url, pid: int) -> None:
     admin = store.make_engine(postgres_database_url)
     try:
         with admin.connect() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead})
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             connection.commit()
     finally:
         admin.dispose()
-    monkeypatch.setattr(store, "POOL_PING_AFTER_IDLE_SECONDS", 0.0)
+
+
+def test_connection_that_died_is_replaced(engine, postgres_database_url):
+    dead = _backend_pid(engine)
+    _terminate(postgres_database_url, dead)
 
     replacement = _backend_pid(engine)
 
     assert replacement != dead
+
+
+def test_token_lookup_after_connection_died(engine, postgres_database_url):
+    # The lookup runs on psycopg directly, where SQLAlchemy would not notice a lost connection.
+    _terminate(postgres_database_url, _backend_pid(engine))
+
+    assert tokens.identify(engine, "hl_unknown", now()) is None
+
+
+def test_token_lookup_lost_connection_dropped(engine, postgres_database_url, monkeypatch):
+    # Without the ping, the lookup meets the lost connection itself, raises, and leaves it out of the pool.
+    monkeypatch.setattr(engine.pool, "_pre_ping", False)
+    dead = _backend_pid(engine)
+    _terminate(postgres_database_url, dead)
+
+    with pytest.raises(psycopg.OperationalError):
+        tokens.identify(engine, "hl_unknown", now())
+
+    assert _backend_pid(engine) != dead
