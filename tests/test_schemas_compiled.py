@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from test_referrals_api import REFERRAL
 
 from hotline.api import schemas
 from hotline.api.open311 import OPEN311_REQUEST
@@ -30,16 +31,6 @@ SCALARS = [None, True, False, 0, 1, -1, 2.5, 10**20, "x", " x ", "x\n", "长", "
            "0", *BLANKS]
 CONTAINERS = [[], {}, ["x"], [None], [1], [[]], {"x": 1}, {"": None}]
 
-REFERRAL = {
-    "external_id": "SG-20261207-0001",
-    "referrer": {"name": "陈伟", "phone": "138-6245-2821", "org": "盈浦街道西部花苑居委会"},
-    "resident": {"name": "高勇", "phone": "+86 17767385051", "town": "盈浦街道", "committee": "西部花苑居委会",
-                 "address": "盈浦街道95弄23号"},
-    "category": "consultation",
-    "needs": [],
-    "flags": ["low_income"],
-    "note": "询问骨灰寄存期限和费用。",
-}
 # Field changes that tests/test_referrals_api.py sends, as (dotted path, value).
 REFERRAL_CHANGES = [
     ("resident.phone", "12345"), ("referrer.phone", "not a number"), ("resident.town", "浦东新区"),

@@ -160,7 +160,7 @@ def validate(schema: Mapping[str, Any], body: Any) -> None:
 # can get the same id while the entry exists.
 # NOTE: a schema changed after its first check keeps the old compiled check. The schemas are module constants.
 _COMPILED_CHECKS: dict[int, tuple[Mapping[str, Any], Callable[[Any], Any]]] = {}
-# fastjsonschema 2.22 implements drafts 04, 06 and 07, as its module documentation says. The keywords of the
+# fastjsonschema 2.22 implements drafts 04, 06 and 07 (its module documentation). The keywords of the
 # request schemas (type, properties, required, additionalProperties, items, enum, maxLength, pattern) mean the
 # same in draft-07 and Draft 2020-12, and tests/test_schemas_compiled.py fails when a schema uses another keyword.
 COMPILED_DRAFT = "http://json-schema.org/draft-07/schema#"

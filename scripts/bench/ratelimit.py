@@ -33,7 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # intake.py sits beside this file, and Python puts a script's folder first on sys.path.
-from intake import BENCH_RATE_LIMIT, ReferralBodies, build_schema, create_database, drop_database, seed_database
+from intake import (
+    BENCH_RATE_LIMIT,
+    ReferralBodies,
+    build_schema,
+    create_database,
+    drop_database,
+    raise_interrupt,
+    seed_database,
+)
 
 from hotline import create_app, ratelimit
 from hotline.config import load_settings
@@ -147,10 +155,6 @@ def format_report(results: dict[str, dict[str, Figures]], args: argparse.Namespa
             limiter = 1000 * statistics.median(differences)
             lines.append(f"{label:<24}{clock:>9}{on:>11.3f}{off:>12.3f}{limiter:>10.3f}{on / off:>9.3f}")
     return "\n".join(lines) + "\n"
-
-
-def raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
