@@ -22,6 +22,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     from hotline.api import merge as merge_api
     from hotline.api import open311, openapi, twilio, v1
     from hotline.api import platform as platform_api
+    from hotline.api.auth import close_request_connection
     from hotline.api.errors import register_error_handlers
     from hotline.i18n import init_babel
     from hotline.runtime import build_runtime, install
@@ -68,6 +69,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.extensions["hotline"] = runtime
     init_babel(app)
     register_error_handlers(app)
+    app.teardown_appcontext(close_request_connection)
     text_guard.init_app(app)
     for blueprint in (v1.bp, twilio.bp, offers.bp, auth.bp, queue.bp, ticket_pages.bp, dashboard.bp, exports.bp):
         app.register_blueprint(blueprint)

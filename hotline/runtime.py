@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from hotline.config import Settings, load_settings
-from hotline.store import make_engine
+from hotline.request_connection import RequestConnection
+from hotline.store import make_engine, make_request_engine
 
 log = logging.getLogger("hotline.runtime")
 
@@ -33,9 +34,11 @@ class Runtime:
     components: dict[str, Any] = field(default_factory=dict)
     # The engine with autocommit connections for `transaction(one_write=True)`, made on first use.
     _autocommit_engine: Engine | None = field(default=None, repr=False)
+    # The pool of request connections on PostgreSQL, made on first use.
+    _request_engine: Engine | None = field(default=None, repr=False)
 
     @contextmanager
-    def transaction(self, one_write: bool = False) -> Iterator[Session]:
+    def transaction(self, one_write: bool = False, connection: RequestConnection | None = None) -> Iterator[Session]:
         """Yield a session that commits on success, then enqueues the jobs the work scheduled.
 
         Jobs are enqueued only after the commit, so a job never reads a row that is not there yet.
@@ -43,9 +46,10 @@ class Runtime:
 
         With `one_write`, the caller promises that its work writes on PostgreSQL with a single statement,
         which is atomic on its own. The session then runs in autocommit there, without the round trips of
-        BEGIN and COMMIT. SQLite always runs a transaction.
+        BEGIN and COMMIT, on the request's `connection` when one is given. SQLite always runs a transaction.
         """
-        with Session(self._bind(one_write), expire_on_commit=False) as session:
+        bind = connection.connection if one_write and connection is not None else self._bind(one_write)
+        with Session(bind, expire_on_commit=False) as session:
             try:
                 yield session
                 self._before_commit(session)
@@ -63,6 +67,20 @@ class Runtime:
         if self._autocommit_engine is None:
             self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._autocommit_engine
+
+    def request_connection(self) -> RequestConnection | None:
+        """Check out a connection for one request on PostgreSQL (close it when done); None on SQLite."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if self._request_engine is None:
+            self._request_engine = make_request_engine(self.engine.url)
+        return RequestConnection(self._request_engine)
+
+    def dispose(self) -> None:
+        """Close the pooled connections of both engines."""
+        self.engine.dispose()
+        if self._request_engine is not None:
+            self._request_engine.dispose()
 
     def _before_commit(self, session: Session) -> None:
         from hotline.tickets import assign_numbers

@@ -2,7 +2,9 @@
 
 PostgreSQL connections are pinged at every checkout (`pool_pre_ping`). Intake runs its statements on
 psycopg directly (hotline.driver_sql), where SQLAlchemy never sees a lost connection, so a connection whose
-server process ended must be replaced before use, even one returned to the pool a moment ago.
+server process ended must be replaced before use, even one returned to the pool a moment ago. API
+requests take theirs from a second pool without the ping (`make_request_engine`), whose first statement
+does the checking instead (hotline.request_connection).
 
 SQLite gets `BEGIN IMMEDIATE` for every transaction: its default deferred transactions fail with
 "database is locked" when two readers both try to upgrade to writers, which is exactly what two
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -35,6 +37,14 @@ def make_engine(database_url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
     _use_immediate_transactions(engine)
     return engine
+
+
+def make_request_engine(database_url: str | URL) -> Engine:
+    """Create the PostgreSQL engine of hotline.request_connection: autocommit, and no ping at checkout."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("request connections are for PostgreSQL only")
+    return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=20)
 
 
 def _use_immediate_transactions(engine: Engine) -> None:

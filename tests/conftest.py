@@ -108,7 +108,7 @@ def runtime(settings):
     runtime_module.install(built)
     yield built
     runtime_module._current = previous
-    built.engine.dispose()
+    built.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -42,19 +41,6 @@ def test_connection_that_died_is_replaced(engine, postgres_database_url):
 
 
 def test_token_lookup_after_connection_died(engine, postgres_database_url):
-    # The lookup runs on psycopg directly, where SQLAlchemy would not notice a lost connection.
     _terminate(postgres_database_url, _backend_pid(engine))
 
     assert tokens.identify(engine, "hl_unknown", now()) is None
-
-
-def test_token_lookup_lost_connection_dropped(engine, postgres_database_url, monkeypatch):
-    # Without the ping, the lookup meets the lost connection itself, raises, and leaves it out of the pool.
-    monkeypatch.setattr(engine.pool, "_pre_ping", False)
-    dead = _backend_pid(engine)
-    _terminate(postgres_database_url, dead)
-
-    with pytest.raises(psycopg.OperationalError):
-        tokens.identify(engine, "hl_unknown", now())
-
-    assert _backend_pid(engine) != dead

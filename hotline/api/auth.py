@@ -11,6 +11,7 @@ from hotline import tokens
 from hotline.api import schemas
 from hotline.api.errors import ApiError, error_response
 from hotline.clock import now
+from hotline.request_connection import RequestConnection
 from hotline.validation import N_
 
 STAFF_ROLES = ("operator", "supervisor", "admin")
@@ -67,10 +68,26 @@ def authenticate_secret(secret: str | None) -> Caller:
         raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
 
     runtime = current_app.extensions["hotline"]
-    token = tokens.identify(runtime.engine, secret, now())
+    token = tokens.identify(runtime.engine, secret, now(), request_connection())
     if token is None:
         raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
     return Caller(token.id, token.source, token.role, token.user_id, token.scopes)
+
+
+def request_connection() -> RequestConnection | None:
+    """The request's PostgreSQL connection (hotline.request_connection), checked out on first use; None on SQLite.
+
+    `close_request_connection` returns it to its pool when the request ends.
+    """
+    if "request_connection" not in g:
+        g.request_connection = current_app.extensions["hotline"].request_connection()
+    return g.request_connection
+
+
+def close_request_connection(_error: BaseException | None = None) -> None:
+    connection = g.pop("request_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 def required_scope(method: str, rule: str) -> str | None:

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlmodel import Session, select
 
 from hotline import intake, tickets
-from hotline.api.auth import STAFF_ROLES, require
+from hotline.api.auth import STAFF_ROLES, request_connection, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.idempotency import run_idempotent
@@ -52,8 +52,8 @@ def create_referral():
 
     # On PostgreSQL a referral writes one statement: its new ticket with every row (hotline.ticket_insert),
     # or one event for a changed resend. A process's first ticket may also store its rule-set version row,
-    # which is valid without the ticket.
-    created, view = run_idempotent(runtime(), work, one_write=True)
+    # which is valid without the ticket. It runs on the connection the token lookup checked.
+    created, view = run_idempotent(runtime(), work, one_write=True, connection=request_connection())
     response = jsonify(view)
     response.status_code = 201 if created else 200
     response.headers["Location"] = url_for("api_v1.get_ticket", number=view["number"])

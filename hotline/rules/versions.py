@@ -95,7 +95,8 @@ def store_versions(session: Session, versions: set[str]) -> None:
     if not versions:
         return
 
-    bind = session.get_bind()
+    # The engine, also when the session runs on a connection a request holds (hotline.request_connection).
+    bind = session.get_bind().engine
     with _lock:
         to_store = [_loaded[version] for version in versions
                     if version in _loaded and version not in _stored.get(bind, ())]
