@@ -20,7 +20,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from hotline import phones
+from hotline import locks, phones
 from hotline.agencies import DISPATCHABLE_STATUSES
 from hotline.driver_sql import fetch_one
 from hotline.events import record_event
@@ -172,13 +172,16 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
     if not changed:
         return
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    earlier = session.exec(
-        select(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "referral_resent")
-    ).all()
-    if any((event.data or {}).get("fingerprint") == fingerprint for event in earlier):
-        return
-    record_event(session, ticket, "referral_resent", actor=f"source:{referral.source}", to_value=", ".join(changed),
-                 at=now, data={"changed": changed, "payload": body, "fingerprint": fingerprint})
+    # Identical resends arriving at once would each find no event yet and record one each.
+    with locks.serialised(session, locks.CHANGED_RESEND, ticket.id):
+        earlier = session.exec(
+            select(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "referral_resent")
+        ).all()
+        if any((event.data or {}).get("fingerprint") == fingerprint for event in earlier):
+            return
+        record_event(session, ticket, "referral_resent", actor=f"source:{referral.source}",
+                     to_value=", ".join(changed), at=now,
+                     data={"changed": changed, "payload": body, "fingerprint": fingerprint})
     log.info("Intake: referral %s/%s resent with changes to %s for ticket %s", referral.source,
              referral.external_id, ", ".join(changed), ticket.number)
 

@@ -2,7 +2,7 @@
 
 The main engine pings every pooled connection at checkout (hotline.store), one round trip each time. An
 API request on PostgreSQL instead takes one connection from a second pool without that ping, and its
-first statement, the token lookup, tells whether the connection is alive. When that statement finds the
+first statement, the token lookup, checks that the connection is alive. When that statement finds the
 connection lost, the pool is recycled, because a server that dropped one connection has usually dropped
 the others too, and the statement runs once more on a new connection. Every later statement of the
 request, the referral's included, runs on the same connection in autocommit mode.
@@ -34,16 +34,16 @@ class RequestConnection:
         return self.connection.connection.driver_connection
 
     def first_statement(self, run: Callable[[psycopg.Connection], Result]) -> Result:
-        """Return `run(driver)`; when the connection turns out to be lost, replace it and run `run` again.
+        """Return `run(driver)`, and when the connection is found lost, replace it and call `run` again.
 
-        `run` must be safe to repeat: the server may have done its work before the connection dropped.
+        `run` must be safe to repeat, because the server may have done its work before the connection dropped.
         """
         try:
             return run(self.driver)
         except psycopg.OperationalError as error:
             if not self.driver.broken:
                 raise
-            log.warning("Request connection: lost before its first statement (%s); recycling the pool", error)
+            log.warning("Request connection: lost at its first statement (%s); recycling the pool and retrying", error)
         self._replace()
         return run(self.driver)
 

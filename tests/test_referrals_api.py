@@ -136,6 +136,30 @@ def test_concurrent_duplicates_make_one_ticket(app, seeded, runtime):
     assert _row_counts(runtime)["Referral"] == 1
 
 
+def test_concurrent_changed_resends_recorded_once(app, seeded, runtime):
+    _post(app.test_client(), seeded["elderly_advisor"], REFERRAL)
+    statuses = []
+    for round_number in range(3):
+        changed = _with(note=f"第{round_number}次更正。")
+        barrier = threading.Barrier(8)
+
+        def send(body=changed, barrier=barrier):
+            with app.test_client() as own_client:
+                barrier.wait()
+                statuses.append(_post(own_client, seeded["elderly_advisor"], body).status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    with runtime.transaction() as session:
+        resent = session.exec(select(TicketEvent).where(TicketEvent.kind == "referral_resent")).all()
+    assert statuses == [200] * 24
+    assert sorted(event.data["payload"]["note"] for event in resent) == ["第0次更正。", "第1次更正。", "第2次更正。"]
+
+
 @pytest.mark.parametrize("typed, expected", [
     ("１７７６７３８５０５１", "+8617767385051"),
     ("59201252", "+862159201252"),

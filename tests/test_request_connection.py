@@ -29,7 +29,7 @@ def _terminate(database_url: str, pids: list[int]) -> None:
 
 
 def _pooled_pids(runtime, count: int) -> list[int]:
-    """Check out `count` request connections at once and return them, so the pool holds that many."""
+    """Check out `count` request connections at once and return their server process ids, so the pool then contains that many."""
     connections = [runtime.request_connection() for _ in range(count)]
     pids = [connection.first_statement(_backend_pid) for connection in connections]
     for connection in connections:
@@ -50,7 +50,7 @@ def test_lost_connection_replaced_at_first_statement(runtime, database_url):
     assert replacement != dead
 
 
-def test_referrals_accepted_after_server_dropped_every_connection(runtime, client, seeded, database_url):
+def test_referrals_after_all_connections_dropped(runtime, client, seeded, database_url):
     dead = _pooled_pids(runtime, 3)
     _terminate(database_url, dead)
 
@@ -76,7 +76,7 @@ def test_statement_error_raised_and_connection_kept(runtime):
         connection.close()
 
 
-def test_token_lookup_and_referral_share_the_connection(runtime, seeded):
+def test_lookup_and_referral_share_connection(runtime, seeded):
     connection = runtime.request_connection()
     try:
         identity = tokens.identify(runtime.engine, seeded["community_worker"], now(), connection)
@@ -100,7 +100,7 @@ def test_referral_committed_in_autocommit_mode(runtime, client, seeded):
     assert stored == 1
 
 
-def test_rule_set_version_stored_once_per_process(runtime, client, seeded):
+def test_rule_set_version_stored_once(runtime, client, seeded):
     headers = {"Authorization": f"Bearer {seeded['elderly_advisor']}"}
     client.post("/api/v1/referrals", json=_with(external_id="SG-VERSION-1"), headers=headers)
     statements = []
