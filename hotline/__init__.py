@@ -10,6 +10,7 @@ from hotline.json_provider import OrjsonProvider
 from hotline.request_body import BodyLimitedRequest
 from hotline.row_ids import RowIdConverter
 from hotline.runtime import Runtime
+from hotline.web.sessions import CookieSessionInterface
 
 
 def create_app(runtime: Runtime | None = None) -> Flask:
@@ -59,6 +60,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
         # A form stays valid for a whole shift; the token is still bound to the login session.
         WTF_CSRF_TIME_LIMIT=12 * 3600,
     )
+    app.session_interface = CookieSessionInterface()
     app.json = OrjsonProvider(app)
     app.json.ensure_ascii = False
     app.json.sort_keys = False

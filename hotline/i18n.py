@@ -16,11 +16,14 @@ result is mapped to a catalogue.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from flask import Flask, Response, has_request_context, request
 from flask_babel import Babel, get_locale
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 CHINESE = "zh_Hans_CN"
@@ -58,7 +61,13 @@ def select_locale() -> str:
     if chosen is not None:
         return chosen
 
-    best = request.accept_languages.best_match(list(ACCEPTED_TAGS))
+    return _locale_for_accept_language(request.headers.get("Accept-Language", ""))
+
+
+@lru_cache(maxsize=256)
+def _locale_for_accept_language(header: str) -> str:
+    """Map an Accept-Language header to a catalogue; clients send few distinct headers, so results are cached."""
+    best = parse_accept_header(header, LanguageAccept).best_match(list(ACCEPTED_TAGS))
     return ACCEPTED_TAGS[best] if best else DEFAULT_LOCALE
 
 

@@ -29,7 +29,10 @@ def _terminate(database_url: str, pids: list[int]) -> None:
 
 
 def _pooled_pids(runtime, count: int) -> list[int]:
-    """Check out `count` request connections at once and return their server process ids, so the pool then contains that many."""
+    """Check out `count` request connections at once and return their server process ids.
+
+    The pool then contains that many connections.
+    """
     connections = [runtime.request_connection() for _ in range(count)]
     pids = [connection.first_statement(_backend_pid) for connection in connections]
     for connection in connections:

@@ -192,11 +192,12 @@ def _record_started(session: Session, ticket: Ticket, clock: SlaClock, now: date
 
 
 def _started_event(ticket: Ticket, clock: SlaClock, now: datetime) -> TicketEvent:
+    due_at = isoformat(clock.due_at)
     log.info("SLA: ticket %s clock %s started under policy %s, due %s%s", ticket.number, clock.target,
-             clock.policy, isoformat(clock.due_at), " (provisional)" if clock.provisional else "")
-    return new_event(ticket, kind="sla_started", actor=SYSTEM, to_value=isoformat(clock.due_at), at=now,
+             clock.policy, due_at, " (provisional)" if clock.provisional else "")
+    return new_event(ticket, kind="sla_started", actor=SYSTEM, to_value=due_at, at=now,
                      data={"target": clock.target, "owner": clock.owner, "policy": clock.policy,
-                           "calendar": clock.calendar, "due_at": isoformat(clock.due_at),
+                           "calendar": clock.calendar, "due_at": due_at,
                            "warn_at": isoformat(clock.warn_at), "provisional": clock.provisional})
 
 
