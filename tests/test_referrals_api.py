@@ -341,13 +341,19 @@ def test_error_message_in_callers_language(client, seeded):
     assert english.get_json()["error"]["message"].startswith("Unknown value")
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
-def test_bad_token_rejected(client, seeded, runtime, header):
+@pytest.mark.parametrize("header, challenge", [
+    (None, 'Bearer realm="hotline"'),
+    ("Bearer nope", 'Bearer realm="hotline", error="invalid_token"'),
+    ("Basic abc", 'Bearer realm="hotline"'),
+    ("Bearer ", 'Bearer realm="hotline"'),
+])
+def test_bad_token_rejected(client, seeded, runtime, header, challenge):
     headers = {"Authorization": header} if header else {}
     response = client.post("/api/v1/referrals", json=REFERRAL, headers=headers)
 
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == challenge
     assert _row_counts(runtime)["Ticket"] == 0
 
 

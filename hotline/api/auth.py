@@ -26,6 +26,7 @@ SCOPE_RULES = (
     ("GET", "/open311/v2/requests.json", tokens.REFERRALS_READ),
     ("GET", "/open311/v2/requests", tokens.REFERRALS_READ),
 )
+BEARER_CHALLENGE = 'Bearer realm="hotline"'
 INSUFFICIENT_SCOPE = N_("This token lacks the scope %(scope)s; ask the hotline's administrator for a token with it.")
 
 
@@ -53,12 +54,21 @@ class Caller:
 
 
 def authenticate() -> Caller:
-    """Find the caller's token from the Authorization header; raise 401 for a missing, unknown or revoked one."""
+    """Find the caller's token from the Authorization header; raise 401 for a missing, unknown or revoked one.
+
+    The 401 carries the Bearer challenge of RFC 6750, with error="invalid_token" when a token was sent.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer":
-        raise ApiError(401, "unauthorized", N_("Invalid or missing API token."))
-    return authenticate_secret(secret)
+    if scheme.lower() != "bearer" or not secret.strip():
+        error = ApiError(401, "unauthorized", N_("Invalid or missing API token."))
+        error.headers["WWW-Authenticate"] = BEARER_CHALLENGE
+        raise error
+    try:
+        return authenticate_secret(secret)
+    except ApiError as error:
+        error.headers["WWW-Authenticate"] = f'{BEARER_CHALLENGE}, error="invalid_token"'
+        raise
 
 
 def authenticate_secret(secret: str | None) -> Caller:

@@ -38,6 +38,8 @@ class ApiError(Exception):
         self.template = template
         self.field = field
         self.params = params
+        # Response headers the error needs, such as the WWW-Authenticate challenge of a 401.
+        self.headers: dict[str, str] = {}
 
 
 def too_large_message() -> str:
@@ -62,7 +64,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        return error_response(error.status, error.code, error.template, error.field, error.params)
+        response, status = error_response(error.status, error.code, error.template, error.field, error.params)
+        response.headers.update(error.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
