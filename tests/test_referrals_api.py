@@ -71,6 +71,17 @@ def test_referral_created_with_source_from_token(client, seeded):
     assert {clock["target"] for clock in ticket["sla"]} == {"first_response", "resolution"}
 
 
+def test_created_location_readable_by_source(client, seeded):
+    created = _post(client, seeded["community_worker"], REFERRAL)
+
+    location = created.headers["Location"]
+    read = client.get(location, headers={"Authorization": f"Bearer {seeded['community_worker']}"})
+
+    assert location.endswith("/api/v1/referrals/SG-20261207-0001")
+    assert read.status_code == 200
+    assert read.get_json()["number"] == created.get_json()["number"]
+
+
 def test_referral_resent_returns_same_ticket(client, seeded, runtime):
     first = _post(client, seeded["community_worker"], REFERRAL)
     second = _post(client, seeded["community_worker"], REFERRAL)

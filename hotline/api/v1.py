@@ -56,7 +56,8 @@ def create_referral():
     created, view = run_idempotent(runtime(), work, one_write=True, connection=request_connection())
     response = jsonify(view)
     response.status_code = 201 if created else 200
-    response.headers["Location"] = url_for("api_v1.get_ticket", number=view["number"])
+    # The referral's own address, which the source reads with referrals:read; the ticket's is staff-only.
+    response.headers["Location"] = url_for("api_platform.get_referral", external_id=view["external_id"])
     return response
 
 
