@@ -11,6 +11,7 @@ import logging
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, pool
 
 from hotline.config import PROJECT_ROOT
@@ -45,6 +46,16 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     Running it again on an up-to-date database changes nothing.
     """
     _run(command.upgrade, database_url, revision)
+
+
+def current_revision(database_url: str) -> str | None:
+    """Return the Alembic revision the database at `database_url` is at, or None when it has no schema yet."""
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def downgrade(database_url: str, revision: str) -> None:

@@ -201,3 +201,24 @@ def test_sqlite_queue_indexes_put_nulls_last(tmp_path):
     assert nulls_last in upgraded["ix_ticket_queue_order"]
     assert plain in downgraded["ix_ticket_open_queue"]
     assert plain in downgraded["ix_ticket_queue_order"]
+
+
+def test_db_upgrade_reports_what_it_did(empty_database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from hotline.cli.admin import db
+
+    env = {"HOTLINE_DATABASE_URL": empty_database_url, "HOTLINE_INSTANCE_DIR": str(tmp_path)}
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    head = scripts.get_current_head()
+    previous = scripts.get_revision(head).down_revision
+
+    created = CliRunner().invoke(db, ["upgrade"], env=env)
+    again = CliRunner().invoke(db, ["upgrade"], env=env)
+    migrate.downgrade(empty_database_url, previous)
+    migrated = CliRunner().invoke(db, ["upgrade"], env=env)
+
+    assert created.exit_code == 0, created.output
+    assert created.output == f"已在空数据库中建立表结构，版本 {head}。\n"
+    assert again.output == f"数据库已是最新版本 {head}，无需迁移。\n"
+    assert migrated.output == f"数据库已从版本 {previous} 迁移到 {head}。\n"

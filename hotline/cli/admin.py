@@ -47,14 +47,22 @@ def db() -> None:
 
 @db.command("upgrade", help=N_("Migrate the database at HOTLINE_DATABASE_URL to the latest schema."))
 def db_upgrade() -> None:
-    from hotline.migrate import upgrade
+    from hotline.migrate import current_revision, upgrade
 
     try:
         settings = load_settings()
     except ConfigError as error:
         raise _configuration_error(error) from None
+    before = current_revision(settings.database_url)
     upgrade(settings.database_url)
-    click.echo(gettext("The database is at the latest revision."))
+    after = current_revision(settings.database_url)
+    if before == after:
+        click.echo(gettext("The database was already at the latest revision, %(revision)s.", revision=after))
+    elif before is None:
+        click.echo(gettext("Created the database schema at revision %(revision)s.", revision=after))
+    else:
+        click.echo(gettext("Migrated the database from revision %(before)s to %(after)s.", before=before,
+                           after=after))
 
 
 @click.group(cls=LocalizedGroup, help=N_("Staff and referrer accounts."))
