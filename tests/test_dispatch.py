@@ -263,8 +263,11 @@ def test_no_agency_left_alerts_supervisor(runtime, seeded):
     offers.answer_offer(runtime, offer.id, False, "agency:1", "无空车", MONDAY_MORNING)
     offers.dispatch_ticket(runtime, ticket_id, MONDAY_MORNING)
 
+    [escalated] = _events(runtime, ticket_id, "dispatch_escalated")
     assert len(_offers(runtime, ticket_id)) == 1
-    assert len(_events(runtime, ticket_id, "dispatch_escalated")) == 1
+    assert escalated.data["skipped"], "each dispatch target passed over is listed"
+    assert all("——" in reason for reason in escalated.data["skipped"])
+    assert "各派单目标：" in escalated.reason
     with runtime.transaction() as session:
         alerts = session.exec(select(OutboxMessage).where(OutboxMessage.channel == "supervisor")).all()
     assert len(alerts) == 1

@@ -103,7 +103,7 @@ def offer_to_next_target(session: Session, runtime, ticket: Ticket, attempt: int
     if choice.target is not None:
         _hold(session, runtime, ticket, choice.target, now)
         return None
-    _escalate(session, runtime, ticket, attempt, now)
+    _escalate(session, runtime, ticket, attempt, now, choice.skipped)
     return None
 
 
@@ -158,7 +158,9 @@ def _hold(session: Session, runtime, ticket: Ticket, target, now: datetime) -> N
     log.info("Dispatch: ticket %s held on target %s until an agency is free", ticket.number, target.id)
 
 
-def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: datetime) -> None:
+def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: datetime,
+              skipped: tuple[str, ...] = ()) -> None:
+    """Alert the on-duty supervisor once per attempt; the event lists why each dispatch target was passed over."""
     key = f"dispatch-escalation:{ticket.id}:{attempt}"
     unanswered = session.exec(select(Offer.id).where(Offer.ticket_id == ticket.id)
                               .where(Offer.state.in_(("declined", "timed_out")))).all()
@@ -172,8 +174,11 @@ def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: date
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
     session.add(ticket)
     set_status(session, runtime, ticket, "dispatching", "dispatch", "等待人工安排派单", now)
-    record_event(session, ticket, "dispatch_escalated", actor="dispatch", reason="无可派单的代理机构，已通知值班主管",
-                 data={"attempt": attempt}, at=now)
+    reason = "无可派单的代理机构，已通知值班主管"
+    if skipped:
+        reason += f"。各派单目标：{'；'.join(skipped)}"
+    record_event(session, ticket, "dispatch_escalated", actor="dispatch", reason=reason,
+                 data={"attempt": attempt, "skipped": list(skipped)}, at=now)
     log.warning("Dispatch: ticket %s has no eligible agency after %s attempts; supervisor alerted", ticket.number,
                 attempt - 1)
 
