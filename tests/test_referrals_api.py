@@ -82,6 +82,27 @@ def test_created_location_readable_by_source(client, seeded):
     assert read.get_json()["number"] == created.get_json()["number"]
 
 
+@pytest.mark.parametrize("external_id, encoded", [
+    ("2026/12/0001", "2026%2F12%2F0001"),
+    ("../x", "..%2Fx"),
+    ("..", "%2E%2E"),
+    ("编号 1?#", "%E7%BC%96%E5%8F%B7%201%3F%23"),
+])
+def test_location_of_any_external_id(client, seeded, external_id, encoded):
+    headers = {"Authorization": f"Bearer {seeded['community_worker']}"}
+    created = _post(client, seeded["community_worker"], _with(external_id=external_id))
+
+    location = created.headers["Location"]
+    by_location = client.get(location, headers=headers)
+    with_slash = client.get(f"/api/v1/referrals/{external_id}", headers=headers)
+
+    assert location == f"/api/v1/referrals/{encoded}"
+    assert by_location.status_code == 200
+    assert by_location.get_json()["number"] == created.get_json()["number"]
+    if "?" not in external_id:
+        assert with_slash.status_code == 200
+
+
 def test_referral_resent_returns_same_ticket(client, seeded, runtime):
     first = _post(client, seeded["community_worker"], REFERRAL)
     second = _post(client, seeded["community_worker"], REFERRAL)
@@ -116,6 +137,34 @@ def test_changed_resend_recorded_once(client, seeded, runtime):
     assert resent[0]["data"]["changed"] == ["note", "resident.phone"]
     assert resent[0]["data"]["payload"]["resident"]["phone"] == "13912345678"
     assert _row_counts(runtime)["TicketEvent"] == 4, "created, two clocks started, one resend"
+
+
+@pytest.mark.parametrize("same_content", [
+    _with(resident__phone="177-6738-5051"),
+    _with(resident__phone="１７７６７３８５０５１"),
+    _with(resident__town="310118002"),
+    {**_with(), "needs": [], "flags": ["low_income"], "deceased": None},
+])
+def test_resend_written_differently_records_nothing(client, seeded, runtime, same_content):
+    _post(client, seeded["community_worker"], REFERRAL)
+    before = _row_counts(runtime)
+
+    response = _post(client, seeded["community_worker"], same_content)
+
+    assert response.status_code == 200
+    assert _row_counts(runtime) == before
+
+
+def test_resend_change_ignores_formatting(client, seeded, runtime):
+    _post(client, seeded["community_worker"], REFERRAL)
+
+    first = _post(client, seeded["community_worker"], _with(note="改为上午来电。", resident__phone="177 6738 5051"))
+    second = _post(client, seeded["community_worker"], _with(note="改为上午来电。"))
+
+    resent = [event for event in second.get_json()["events"] if event["kind"] == "referral_resent"]
+    assert first.status_code == 200
+    assert len(resent) == 1
+    assert resent[0]["data"]["changed"] == ["note"]
 
 
 def test_same_external_id_other_source_is_new(client, seeded, runtime):
@@ -382,6 +431,34 @@ def test_malformed_json_rejected(client, seeded, runtime):
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_json"
     assert _row_counts(runtime)["Ticket"] == 0
+
+
+@pytest.mark.parametrize("original, repeated, field", [
+    ('"external_id": "SG-20261207-0001"', '"external_id": "SG-20261207-0002"', "external_id"),
+    ('"phone": "+86 17767385051"', '"phone": "13987654321"', "phone"),
+])
+def test_duplicate_json_key_rejected(client, seeded, runtime, original, repeated, field):
+    body = json.dumps(REFERRAL, ensure_ascii=False).replace(original, f"{original}, {repeated}")
+
+    response = client.post("/api/v1/referrals", data=body.encode(), content_type="application/json",
+                           headers={"Authorization": f"Bearer {seeded['community_worker']}"})
+
+    error = response.get_json()["error"]
+    assert body.count(repeated) == 1
+    assert response.status_code == 400
+    assert error["code"] == "invalid_json"
+    assert error["field"] == field
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_wrong_method_names_allowed_ones(client, seeded):
+    response = client.put("/api/v1/referrals", headers={"Authorization": f"Bearer {seeded['community_worker']}",
+                                                         "Accept-Language": "en"})
+
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"].split(", ")
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert response.get_json()["error"]["message"].startswith("Method PUT is not allowed on this URL; use ")
 
 
 def test_json_array_body_rejected(client, seeded, runtime):

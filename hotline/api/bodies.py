@@ -50,7 +50,10 @@ def _decode(data: bytes) -> str:
 
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_with_unique_keys)
+    except DuplicateKey as error:
+        raise InputError("invalid_json", N_("Request body repeats the key %(key)s in one object; send each key "
+                                            "once."), field=error.key, status=400, key=error.key) from None
     except json.JSONDecodeError as error:
         raise InputError("invalid_json", N_("Request body is not valid JSON: the error is at line %(line)s, "
                                             "column %(column)s."),
@@ -61,6 +64,27 @@ def _parse(text: str) -> Any:
     except (ValueError, RecursionError):
         raise InputError("invalid_json", N_("Request body is not valid JSON: it is nested too deeply or holds "
                                             "a number with too many digits."), status=400) from None
+
+
+class DuplicateKey(ValueError):
+    """A key that appears twice in one JSON object. RFC 8259 leaves the meaning open, and parsers differ on it."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _object_with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) == len(pairs):
+        return mapping
+
+    seen = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen.add(key)
+    raise AssertionError("unreachable")
 
 
 class NonStandardConstant(ValueError):

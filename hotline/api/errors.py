@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_babel import gettext
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from hotline.validation import N_, InputError
 
@@ -26,6 +26,7 @@ HTTP_MESSAGES = {
 # NOTE: Werkzeug also raises 413 for a multipart body of more than MAX_FORM_PARTS (1000) parts, or with a
 # field over MAX_FORM_MEMORY_SIZE, and that body gets this message too although it may be under the limit.
 TOO_LARGE_MESSAGE = N_("Request body is too large; the limit is %(limit)s bytes.")
+METHOD_NOT_ALLOWED_MESSAGE = N_("Method %(method)s is not allowed on this URL; use %(allowed)s.")
 
 
 class ApiError(Exception):
@@ -76,8 +77,15 @@ def register_error_handlers(app: Flask) -> None:
             return _html_error(error)
         if error.code == 413:
             return error_response(413, "too_large", TOO_LARGE_MESSAGE, params={"limit": request.max_content_length})
-        code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
-        return error_response(error.code or 500, code, template)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response, status = error_response(405, "method_not_allowed", METHOD_NOT_ALLOWED_MESSAGE,
+                                              params={"method": request.method,
+                                                      "allowed": ", ".join(error.valid_methods)})
+        else:
+            code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
+            response, status = error_response(error.code or 500, code, template)
+        _copy_headers(error, response)
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
@@ -100,6 +108,13 @@ PAGE_MESSAGES = {
 OFFER_LINK_NOT_FOUND = (N_("Link not valid"), N_("This link is wrong or no longer valid. Check the link in your SMS."))
 
 
+def _copy_headers(error: HTTPException, response: Response) -> None:
+    """Copy the exception's own headers, such as the Allow header RFC 9110 requires on a 405, onto `response`."""
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+
+
 def _html_error(error: HTTPException):
     status = error.code or 500
     messages = PAGE_MESSAGES.get(status, (N_("Request failed"), N_("The request could not be handled.")))
@@ -108,7 +123,9 @@ def _html_error(error: HTTPException):
         messages = OFFER_LINK_NOT_FOUND
     if status == 413:
         params = {"kilobytes": f"{round(request.max_content_length / 1024, 1):g}"}
-    return _html_page(status, *messages, **params)
+    response = make_response(_html_page(status, *messages, **params))
+    _copy_headers(error, response)
+    return response
 
 
 def _html_page(status: int, title: str, message: str, **params):
