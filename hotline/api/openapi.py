@@ -190,7 +190,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "tags": ["referrals"], "security": BEARER, "requestBody": _body("Referral"),
         "responses": {"201": TICKET_RESPONSE, "200": TICKET_RESPONSE, **_errors(400, 413, 415, 422, public=True)},
     },
-    ("GET", "/api/v1/referrals/<external_id>"): {
+    ("GET", "/api/v1/referrals/<path:external_id>"): {
         "summary": "Read one of the source's referrals",
         "description": "The ticket of a referral filed under the token's source, with its SLA clocks and status "
                        "changes; the resident's phone is masked.",

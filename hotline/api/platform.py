@@ -7,6 +7,7 @@ resident's phone number in full.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlmodel import Session, select
@@ -35,10 +36,13 @@ def runtime():
     return current_app.extensions["hotline"]
 
 
-@bp.get("/referrals/<external_id>")
+@bp.get("/referrals/<path:external_id>")
 @require(source=True)
 def get_referral(external_id: str):
-    """Return the ticket of one of the source's referrals with its status history."""
+    """Return the ticket of one of the source's referrals with its status history.
+
+    An external_id may contain "/", which a client sends as is or as %2F (see `referral_location`).
+    """
     with runtime().transaction() as session:
         referral = session.exec(
             select(Referral).where(Referral.source == g.caller.source).where(Referral.external_id == external_id)
@@ -127,3 +131,14 @@ def _next_url(offset: int, more: bool) -> str | None:
     args = request.args.to_dict()
     args["offset"] = str(offset)
     return url_for("api_platform.list_deliveries", _external=True, **args)
+
+
+def referral_location(external_id: str) -> str:
+    """Return the URL path of a referral, with every character of its external_id that URLs reserve encoded.
+
+    "/" becomes %2F and an id of "." or ".." has its dots encoded, so no client reads it as a path step.
+    """
+    segment = quote(external_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return f"{request.script_root}/api/v1/referrals/{segment}"

@@ -11,6 +11,7 @@ from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.idempotency import run_idempotent
 from hotline.api.params import int_arg
+from hotline.api.platform import referral_location
 from hotline.api.views import ticket_detail, ticket_summary, town_names
 from hotline.clock import now
 from hotline.i18n import current_language
@@ -57,7 +58,7 @@ def create_referral():
     response = jsonify(view)
     response.status_code = 201 if created else 200
     # The referral's own address, which the source reads with referrals:read; the ticket's is staff-only.
-    response.headers["Location"] = url_for("api_platform.get_referral", external_id=view["external_id"])
+    response.headers["Location"] = referral_location(view["external_id"])
     return response
 
 
