@@ -87,7 +87,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
     if existing_id is not None:
         existing = session.get(Referral, existing_id)
         ticket = session.get(Ticket, existing.ticket_id)
-        _record_changed_resend(session, existing, ticket, body, now)
+        _record_changed_resend(session, existing, ticket, body, referral, now)
         return IntakeResult(ticket, created=False)
 
     new_ticket = plan_ticket(
@@ -162,16 +162,19 @@ def _earlier_and_history_query():
 
 
 def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket, body: dict[str, Any],
-                           now: datetime) -> None:
+                           validated: dict[str, Any], now: datetime) -> None:
     """Record a resend whose content differs from the first referral, once per distinct content.
 
     The ticket keeps the first content: the resend still returns the same ticket, and the event shows
-    the operator which fields the referrer changed, so a corrected phone number is not lost.
+    the operator which fields the referrer changed, so a corrected phone number is not lost. Values are
+    compared as stored, so "138-1234-5678" for "13812345678", or a town's code for its name, is no change.
     """
-    changed = changed_fields(referral.payload or {}, body)
+    before = _comparable_to_stored(session, referral.payload or {})
+    after = _comparable(validated)
+    changed = changed_fields(before, after)
     if not changed:
         return
-    fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(after, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     # Identical resends arriving at once would each find no event yet and record one each.
     with locks.serialised(session, locks.CHANGED_RESEND, ticket.id):
         earlier = session.exec(
@@ -184,6 +187,36 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
                      data={"changed": changed, "payload": body, "fingerprint": fingerprint})
     log.info("Intake: referral %s/%s resent with changes to %s for ticket %s", referral.source,
              referral.external_id, ", ".join(changed), ticket.number)
+
+
+def _comparable_to_stored(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    """Normalise the first referral's body as `_comparable` does, or return it as sent if it no longer validates.
+
+    A body accepted earlier can fail today when, say, the agency it chose stopped taking offers.
+    """
+    try:
+        return _comparable(validate_referral(session, payload))
+    except InputError:
+        return payload
+
+
+def _comparable(validated: dict[str, Any]) -> dict[str, Any]:
+    """Lay out a validated referral under the body's own field names, with the values intake stores."""
+    resident = validated["resident"]
+    referrer = validated["referrer"] or {"name": None, "org": None, "phone": None}
+    return {
+        "external_id": validated["external_id"],
+        "category": validated["category"],
+        "needs": sorted(validated["needs"]),
+        "flags": sorted(validated["flags"]),
+        "note": validated["note"],
+        "chosen_agency": validated["chosen_agency_id"],
+        "referrer": referrer,
+        "resident": {"name": resident["name"], "phone": [resident["phone"], resident["phone_ext"]],
+                     "town": resident["town_code"], "committee": resident["committee"],
+                     "address": resident["address"]},
+        "deceased": validated["deceased"] or {"died_at": None, "place": None},
+    }
 
 
 def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
