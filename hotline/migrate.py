@@ -8,6 +8,7 @@ migrations/ and alembic.ini are not part of the installed package.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -50,7 +51,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def current_revision(database_url: str) -> str | None:
     """Return the Alembic revision the database at `database_url` is at, or None when it has no schema yet."""
-    engine = create_engine(database_url, poolclass=pool.NullPool)
+    engine = make_migration_engine(database_url)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
@@ -72,6 +73,9 @@ def make_migration_engine(database_url: str) -> Engine:
     """
     engine = create_engine(database_url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
+        # As hotline.store does for the app, so a new SQLite file may go in a folder that does not exist yet.
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine, "connect", _disable_driver_transactions)
         event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine

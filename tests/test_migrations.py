@@ -222,3 +222,34 @@ def test_db_upgrade_reports_what_it_did(empty_database_url, tmp_path):
     assert created.output == f"已在空数据库中建立表结构，版本 {head}。\n"
     assert again.output == f"数据库已是最新版本 {head}，无需迁移。\n"
     assert migrated.output == f"数据库已从版本 {previous} 迁移到 {head}。\n"
+
+
+def test_db_upgrade_unreadable_file_explained(tmp_path):
+    from click.testing import CliRunner
+
+    from hotline.cli.admin import db
+
+    text_file = tmp_path / "notes.sqlite3"
+    text_file.write_text("not a database")
+    env = {"HOTLINE_DATABASE_URL": f"sqlite:///{text_file}", "HOTLINE_INSTANCE_DIR": str(tmp_path)}
+
+    result = CliRunner().invoke(db, ["upgrade"], env=env)
+
+    assert result.exit_code == 1
+    assert "无法打开或迁移数据库" in result.output
+    assert "file is not a database" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_db_upgrade_creates_sqlite_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from hotline.cli.admin import db
+
+    path = tmp_path / "new" / "folder" / "hotline.sqlite3"
+    env = {"HOTLINE_DATABASE_URL": f"sqlite:///{path}", "HOTLINE_INSTANCE_DIR": str(tmp_path)}
+
+    result = CliRunner().invoke(db, ["upgrade"], env=env)
+
+    assert result.exit_code == 0, result.output
+    assert path.is_file()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError
 from sqlmodel import select
 from werkzeug.security import generate_password_hash
 
@@ -53,9 +55,12 @@ def db_upgrade() -> None:
         settings = load_settings()
     except ConfigError as error:
         raise _configuration_error(error) from None
-    before = current_revision(settings.database_url)
-    upgrade(settings.database_url)
-    after = current_revision(settings.database_url)
+    try:
+        before = current_revision(settings.database_url)
+        upgrade(settings.database_url)
+        after = current_revision(settings.database_url)
+    except DatabaseError as error:
+        raise _database_error(settings.database_url, error) from None
     if before == after:
         click.echo(gettext("The database was already at the latest revision, %(revision)s.", revision=after))
     elif before is None:
@@ -63,6 +68,15 @@ def db_upgrade() -> None:
     else:
         click.echo(gettext("Migrated the database from revision %(before)s to %(after)s.", before=before,
                            after=after))
+
+
+def _database_error(database_url: str, error: DatabaseError) -> click.ClickException:
+    """Return a one-line error for a database that cannot be opened or migrated, instead of the driver's traceback."""
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    reason = str(error.orig or error).strip().splitlines()[0]
+    return click.ClickException(gettext(
+        "Cannot open or migrate the database %(url)s: %(reason)s. Check HOTLINE_DATABASE_URL, that the database "
+        "exists and that this user may change its schema.", url=shown, reason=reason))
 
 
 @click.group(cls=LocalizedGroup, help=N_("Staff and referrer accounts."))
