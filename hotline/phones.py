@@ -104,15 +104,18 @@ def mask(e164: str | None) -> str | None:
     """Mask a number for people who may not see it in full: +8613812345678 -> 138****5678.
 
     Mainland landlines keep their trunk prefix so the area stays readable: +862159200496 -> 021****0496.
+    A number outside the mainland keeps its "+", so it is not read as a mainland one: +12125550100 -> +121****0100.
     """
     if not e164:
         return e164
-    national = e164[3:] if e164.startswith("+86") else e164.lstrip("+")
-    if e164.startswith("+86") and not national.startswith(("1", "400", "800")):
+    mainland = e164.startswith("+86")
+    national = e164[3:] if mainland else e164.lstrip("+")
+    if mainland and not national.startswith(("1", "400", "800")):
         national = "0" + national
     if len(national) <= 7:
         return "*" * len(national)
-    return national[:3] + "****" + national[-4:]
+    masked = national[:3] + "****" + national[-4:]
+    return masked if mainland or not e164.startswith("+") else "+" + masked
 
 
 def _listed_numbers(cleaned: str) -> tuple[list[PhoneNumber], bool]:

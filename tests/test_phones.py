@@ -38,3 +38,13 @@ def test_normalise_two_numbers_raised_every_time():
     for _ in range(2):
         with pytest.raises(phones.MultiplePhoneNumbers):
             phones.normalise("13812345678 / 13987654321")
+
+
+@pytest.mark.parametrize("e164, masked", [
+    ("+8613812345678", "138****5678"),
+    ("+862159200496", "021****0496"),
+    ("+12125550100", "+121****0100"),
+    ("+85291234567", "+852****4567"),
+])
+def test_mask_keeps_foreign_plus(e164, masked):
+    assert phones.mask(e164) == masked
