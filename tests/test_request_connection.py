@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
+from test_referrals_api import REFERRAL
 
 from hotline import store, tokens
 from hotline.clock import now
-from tests.test_referrals_api import REFERRAL, _with
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -59,7 +59,7 @@ def test_referrals_after_all_connections_dropped(runtime, client, seeded, databa
 
     statuses = []
     for number in range(4):
-        response = client.post("/api/v1/referrals", json=_with(external_id=f"SG-LOST-{number}"),
+        response = client.post("/api/v1/referrals", json={**REFERRAL, "external_id": f"SG-LOST-{number}"},
                                headers={"Authorization": f"Bearer {seeded['elderly_advisor']}"})
         statuses.append(response.status_code)
 
@@ -105,12 +105,12 @@ def test_referral_committed_in_autocommit_mode(runtime, client, seeded):
 
 def test_rule_set_version_stored_once(runtime, client, seeded):
     headers = {"Authorization": f"Bearer {seeded['elderly_advisor']}"}
-    client.post("/api/v1/referrals", json=_with(external_id="SG-VERSION-1"), headers=headers)
+    client.post("/api/v1/referrals", json={**REFERRAL, "external_id": "SG-VERSION-1"}, headers=headers)
     statements = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731 - cursor execute hook: (conn, cursor, text, ...)
     event.listen(Engine, "before_cursor_execute", listener)
     try:
-        response = client.post("/api/v1/referrals", json=_with(external_id="SG-VERSION-2"), headers=headers)
+        response = client.post("/api/v1/referrals", json={**REFERRAL, "external_id": "SG-VERSION-2"}, headers=headers)
     finally:
         event.remove(Engine, "before_cursor_execute", listener)
 
