@@ -169,8 +169,7 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
     the operator which fields the referrer changed, so a corrected phone number is not lost. Values are
     compared as stored, so "138-1234-5678" for "13812345678", or a town's code for its name, is no change.
     """
-    before = _comparable_to_stored(session, referral.payload or {})
-    after = _comparable(validated)
+    before, after = _comparable_pair(session, referral.payload or {}, body, validated)
     changed = changed_fields(before, after)
     if not changed:
         return
@@ -189,15 +188,17 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
              referral.external_id, ", ".join(changed), ticket.number)
 
 
-def _comparable_to_stored(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-    """Normalise the first referral's body as `_comparable` does, or return it as sent if it no longer validates.
+def _comparable_pair(session: Session, payload: dict[str, Any], body: dict[str, Any],
+                     validated: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the first body and the resent one laid out by `_comparable`, or both as sent.
 
-    A body accepted earlier can fail today when, say, the agency it chose stopped taking offers.
+    A body accepted earlier can fail validation today, when, say, the agency it chose stopped taking
+    offers. The two are then compared as sent, so that differences in layout are not reported as changes.
     """
     try:
-        return _comparable(validate_referral(session, payload))
+        return _comparable(validate_referral(session, payload)), _comparable(validated)
     except InputError:
-        return payload
+        return payload, body
 
 
 def _comparable(validated: dict[str, Any]) -> dict[str, Any]:

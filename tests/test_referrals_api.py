@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlmodel import func, select
 
-from hotline.models import OutboxMessage, Referral, SlaClock, Ticket, TicketEvent
+from hotline.models import Agency, OutboxMessage, Referral, SlaClock, Ticket, TicketEvent
 
 REFERRAL = {
     "external_id": "SG-20261207-0001",
@@ -165,6 +165,24 @@ def test_resend_change_ignores_formatting(client, seeded, runtime):
     assert first.status_code == 200
     assert len(resent) == 1
     assert resent[0]["data"]["changed"] == ["note"]
+
+
+def test_resend_compared_as_sent_when_first_invalid(client, seeded, runtime):
+    with runtime.transaction() as session:
+        agency = session.exec(select(Agency).where(Agency.kind == "agency").order_by(Agency.id)).first()
+        name = agency.name
+    _post(client, seeded["community_worker"], {**REFERRAL, "chosen_agency": name})
+    with runtime.transaction() as session:
+        agency = session.exec(select(Agency).where(Agency.name == name)).one()
+        agency.status = "suspended"
+        session.add(agency)
+
+    response = _post(client, seeded["community_worker"], _with(note="改为上午来电。"))
+
+    resent = [event for event in response.get_json()["events"] if event["kind"] == "referral_resent"]
+    assert response.status_code == 200
+    assert len(resent) == 1
+    assert resent[0]["data"]["changed"] == ["chosen_agency", "note"]
 
 
 def test_same_external_id_other_source_is_new(client, seeded, runtime):
