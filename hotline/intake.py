@@ -72,6 +72,8 @@ class IntakeResult:
     created: bool
     # The rows written for a ticket created by this intake, so its view needs no queries.
     new_ticket: NewTicket | None = None
+    # The referral's own id, which may differ from the ticket's once tickets were merged.
+    external_id: str | None = None
 
 
 # --- referrals -------------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         existing = session.get(Referral, existing_id)
         ticket = session.get(Ticket, existing.ticket_id)
         _record_changed_resend(session, existing, ticket, body, referral, now)
-        return IntakeResult(ticket, created=False)
+        return IntakeResult(ticket, created=False, external_id=referral["external_id"])
 
     new_ticket = plan_ticket(
         session, runtime, now, actor=f"source:{source}", history=history,
@@ -109,7 +111,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
     _insert_referral_ticket(session, runtime, new_ticket, referral_row)
     if new_ticket.ticket.category == "agency_service":
         schedule_job(session, "dispatch_ticket", new_ticket.ticket.id)
-    return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket)
+    return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket, external_id=referral["external_id"])
 
 
 def _insert_referral_ticket(session: Session, runtime, new_ticket: NewTicket, referral_row: Referral) -> None:
@@ -239,6 +241,10 @@ def validate_referral(session: Session, body: Any) -> dict[str, Any]:
     _reject_unknown_fields(body, REFERRAL_FIELDS, "")
 
     external_id = _string(body, "external_id", required_=True, max_length=64)
+    # The id is a segment of the referral's URL, where clients resolve these as path steps.
+    if external_id.startswith("/") or external_id in (".", ".."):
+        raise InputError("invalid_value", N_("Field external_id may not start with \"/\" or be \".\" or \"..\"; "
+                                             "send the referral with another id."), field="external_id")
     category = _string(body, "category", required_=True, max_length=24)
     if category not in REFERRAL_CATEGORIES:
         raise unknown_value("category", category, REFERRAL_CATEGORIES)

@@ -72,8 +72,9 @@ class Runtime:
         """Check out a connection for one request on PostgreSQL (close it when done); None on SQLite."""
         if self.engine.dialect.name != "postgresql":
             return None
-        if self._request_engine is None:
-            self._request_engine = make_request_engine(self.engine.url)
+        with _lock:
+            if self._request_engine is None:
+                self._request_engine = make_request_engine(self.engine.url)
         return RequestConnection(self._request_engine)
 
     def dispose(self) -> None:

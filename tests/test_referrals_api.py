@@ -85,7 +85,7 @@ def test_created_location_readable_by_source(client, seeded):
 @pytest.mark.parametrize("external_id, encoded", [
     ("2026/12/0001", "2026%2F12%2F0001"),
     ("../x", "..%2Fx"),
-    ("..", "%2E%2E"),
+    ("a//b", "a%2F%2Fb"),
     ("编号 1?#", "%E7%BC%96%E5%8F%B7%201%3F%23"),
 ])
 def test_location_of_any_external_id(client, seeded, external_id, encoded):
@@ -101,6 +101,29 @@ def test_location_of_any_external_id(client, seeded, external_id, encoded):
     assert by_location.get_json()["number"] == created.get_json()["number"]
     if "?" not in external_id:
         assert with_slash.status_code == 200
+
+
+@pytest.mark.parametrize("external_id", ["/x", ".", ".."])
+def test_external_id_not_a_path_step(client, seeded, runtime, external_id):
+    response = _post(client, seeded["community_worker"], _with(external_id=external_id))
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "external_id"
+    assert _row_counts(runtime)["Ticket"] == 0
+
+
+def test_resend_location_after_merge(client, seeded):
+    kept = _post(client, seeded["community_worker"], REFERRAL)
+    merged = _post(client, seeded["elderly_advisor"], _with(external_id="EA-0009"))
+    client.post(f"/api/v1/tickets/{kept.get_json()['number']}/merge",
+                json={"from": merged.get_json()["number"], "reason": "同一家属"},
+                headers={"Authorization": f"Bearer {seeded['supervisor']}"})
+
+    resent = _post(client, seeded["elderly_advisor"], _with(external_id="EA-0009"))
+
+    assert resent.status_code == 200
+    assert resent.get_json()["number"] == kept.get_json()["number"]
+    assert resent.headers["Location"] == "/api/v1/referrals/EA-0009"
 
 
 def test_referral_resent_returns_same_ticket(client, seeded, runtime):

@@ -136,9 +136,7 @@ def _next_url(offset: int, more: bool) -> str | None:
 def referral_location(external_id: str) -> str:
     """Return the URL path of a referral, with every character of its external_id that URLs reserve encoded.
 
-    "/" becomes %2F and an id of "." or ".." has its dots encoded, so no client reads it as a path step.
+    "/" becomes %2F. Intake rejects the ids that no encoding keeps a single segment: "." and "..", which
+    browsers resolve even as %2E, and a leading "/", which Werkzeug's slash merging redirects.
     """
-    segment = quote(external_id, safe="")
-    if segment in (".", ".."):
-        segment = segment.replace(".", "%2E")
-    return f"{request.script_root}/api/v1/referrals/{segment}"
+    return f"{request.script_root}/api/v1/referrals/{quote(external_id, safe='')}"

@@ -48,17 +48,18 @@ def create_referral():
 
     def work(session: Session):
         result = intake.take_referral(session, runtime(), caller.source, body, caller.token_id, now())
-        return result.created, ticket_detail(session, result.ticket, caller.may_see_phones, current_language(),
-                                             new_ticket=result.new_ticket)
+        return result, ticket_detail(session, result.ticket, caller.may_see_phones, current_language(),
+                                     new_ticket=result.new_ticket)
 
     # On PostgreSQL a referral writes one statement: its new ticket with every row (hotline.ticket_insert),
     # or one event for a changed resend. A process's first ticket may also store its rule-set version row,
     # which is valid without the ticket. It runs on the connection the token lookup checked.
-    created, view = run_idempotent(runtime(), work, one_write=True, connection=request_connection())
+    result, view = run_idempotent(runtime(), work, one_write=True, connection=request_connection())
     response = jsonify(view)
-    response.status_code = 201 if created else 200
+    response.status_code = 201 if result.created else 200
     # The referral's own address, which the source reads with referrals:read; the ticket's is staff-only.
-    response.headers["Location"] = referral_location(view["external_id"])
+    # A merged ticket may carry another referral's id, so the referral's id is taken from the intake.
+    response.headers["Location"] = referral_location(result.external_id)
     return response
 
 
