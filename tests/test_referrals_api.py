@@ -113,16 +113,16 @@ def test_external_id_not_a_path_step(client, seeded, runtime, external_id):
 
 
 def test_resend_location_after_merge(client, seeded):
-    kept = _post(client, seeded["community_worker"], REFERRAL)
+    survivor = _post(client, seeded["community_worker"], REFERRAL)
     merged = _post(client, seeded["elderly_advisor"], _with(external_id="EA-0009"))
-    client.post(f"/api/v1/tickets/{kept.get_json()['number']}/merge",
+    client.post(f"/api/v1/tickets/{survivor.get_json()['number']}/merge",
                 json={"from": merged.get_json()["number"], "reason": "同一家属"},
                 headers={"Authorization": f"Bearer {seeded['supervisor']}"})
 
     resent = _post(client, seeded["elderly_advisor"], _with(external_id="EA-0009"))
 
     assert resent.status_code == 200
-    assert resent.get_json()["number"] == kept.get_json()["number"]
+    assert resent.get_json()["number"] == survivor.get_json()["number"]
     assert resent.headers["Location"] == "/api/v1/referrals/EA-0009"
 
 

@@ -85,7 +85,9 @@ def authenticate_secret(secret: str | None) -> Caller:
 
 
 def request_connection() -> RequestConnection | None:
-    """The request's PostgreSQL connection (hotline.request_connection), checked out on first use; None on SQLite.
+    """Return the request's PostgreSQL connection (hotline.request_connection), or None on SQLite.
+
+    The connection is checked out on first use.
 
     `close_request_connection` returns it to its pool when the request ends.
     """

@@ -72,12 +72,12 @@ def db_upgrade() -> None:
 
 def _database_error(database_url: str, error: DatabaseError) -> click.ClickException:
     """Return a one-line error for a database that cannot be opened or migrated, instead of the driver's traceback."""
-    shown = make_url(database_url).render_as_string(hide_password=True)
+    safe_url = make_url(database_url).render_as_string(hide_password=True)
     lines = str(error.orig or error).strip().splitlines()
     reason = lines[0] if lines else type(error.orig or error).__name__
     return click.ClickException(gettext(
         "Cannot open or migrate the database %(url)s: %(reason)s. Check HOTLINE_DATABASE_URL, that the database "
-        "exists and that this user may change its schema.", url=shown, reason=reason))
+        "exists and that this user may change its schema.", url=safe_url, reason=reason))
 
 
 @click.group(cls=LocalizedGroup, help=N_("Staff and referrer accounts."))

@@ -177,7 +177,7 @@ def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: date
     reason = "无可派单的代理机构，已通知值班主管"
     if skipped:
         reason += f"。各派单目标：{'；'.join(skipped)}"
-    # The column holds 500 characters; data["skipped"] keeps the whole list.
+    # The column is 500 characters long, and data["skipped"] keeps the whole list.
     record_event(session, ticket, "dispatch_escalated", actor="dispatch", reason=reason[:500],
                  data={"attempt": attempt, "skipped": list(skipped)}, at=now)
     log.warning("Dispatch: ticket %s has no eligible agency after %s attempts; supervisor alerted", ticket.number,

@@ -95,7 +95,7 @@ def store_versions(session: Session, versions: set[str]) -> None:
     if not versions:
         return
 
-    # The engine, also when the session runs on a connection a request holds (hotline.request_connection).
+    # The engine, also when the session runs on a request's connection (hotline.request_connection).
     bind = session.get_bind().engine
     with _lock:
         to_store = [_loaded[version] for version in versions
