@@ -16,10 +16,11 @@ result is mapped to a catalogue.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
+from babel import Locale
 from flask import Flask, Response, has_request_context, request
 from flask_babel import Babel, get_locale
 from werkzeug.datastructures import LanguageAccept
@@ -51,17 +52,29 @@ def init_babel(app: Flask) -> Babel:
     return babel
 
 
-def select_locale() -> str:
-    """Return the catalogue for this request: zh_Hans_CN or en."""
-    chosen = locale_for_tag(request.args.get("lang", ""))
-    if chosen is not None:
-        return chosen
+def select_locale() -> Locale:
+    """Return the catalogue for this request, zh_Hans_CN or en, as the Locale Flask-Babel keeps for it.
 
-    chosen = locale_for_tag(request.cookies.get(LANGUAGE_COOKIE, ""))
-    if chosen is not None:
-        return chosen
+    A request without a query string or cookies, as API clients send them, skips parsing those.
+    Flask-Babel takes a Locale as it is, so each catalogue's Locale is parsed once per process.
+    """
+    environ = request.environ
+    if environ.get("QUERY_STRING"):
+        chosen = locale_for_tag(request.args.get("lang", ""))
+        if chosen is not None:
+            return _parsed(chosen)
 
-    return _locale_for_accept_language(request.headers.get("Accept-Language", ""))
+    if environ.get("HTTP_COOKIE"):
+        chosen = locale_for_tag(request.cookies.get(LANGUAGE_COOKIE, ""))
+        if chosen is not None:
+            return _parsed(chosen)
+
+    return _parsed(_locale_for_accept_language(environ.get("HTTP_ACCEPT_LANGUAGE", "")))
+
+
+@cache
+def _parsed(name: str) -> Locale:
+    return Locale.parse(name)
 
 
 @lru_cache(maxsize=256)
@@ -83,6 +96,8 @@ def locale_for_tag(tag: str) -> str | None:
 
 def remember_language_choice(response: Response) -> Response:
     """Store a `?lang=` choice in the `lang` cookie, so the following pages keep that language."""
+    if not request.environ.get("QUERY_STRING"):
+        return response
     chosen = locale_for_tag(request.args.get("lang", ""))
     if chosen is not None and request.cookies.get(LANGUAGE_COOKIE) != chosen:
         response.set_cookie(
