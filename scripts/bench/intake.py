@@ -1,13 +1,15 @@
 """Intake benchmark: the referral API's throughput and latency against the bare /healthz endpoint.
 
-Usage: .venv/bin/python scripts/bench/intake.py [--duration 10] [--concurrency 8] [--workers 2]
+Usage: .venv/bin/python scripts/bench/intake.py [--duration 10] [--rounds 5] [--concurrency 8] [--workers 2]
 
 1. Creates a throwaway PostgreSQL database (hotline_bench_<random> on 127.0.0.1:5432, user postgres),
    builds its schema, seeds towns, agencies and staff, and creates one referral-source token.
 2. Starts gunicorn on a free loopback port with that database and no Redis, so jobs run in-process.
 3. Measures three targets: GET /healthz, consultation referrals, and agency-service referrals that
-   dispatch. For each, a closed loop of C keep-alive clients for D seconds measures the max rate.
-   Then an open loop sends requests on a fixed schedule at half that rate and measures latency.
+   dispatch. A closed loop of C keep-alive clients measures each target's max rate over D seconds, in
+   R windows that alternate between the targets, so a change in the machine's speed during the run
+   reaches every target alike. Then an open loop sends requests on a fixed schedule at half of each
+   target's rate and measures latency.
 4. Prints a table and checks two targets: the referral rate is at least 25% of the bare rate, and
    the consultation referral p99 at half its max rate is under 50 ms. It exits 0 whether the
    targets pass or fail.
@@ -298,6 +300,14 @@ class Sample:
         self.errors += other.errors
         self.first_error = self.first_error or other.first_error
 
+    def append_window(self, window: Sample) -> None:
+        """Add a later closed-loop window of the same target: its requests, time and CPU use."""
+        busy_seconds = [sample.machine_busy * sample.elapsed for sample in (self, window) if sample.elapsed]
+        self.merge(window)
+        self.elapsed += window.elapsed
+        self.client_cpu += window.client_cpu
+        self.machine_busy = sum(busy_seconds) / self.elapsed if self.elapsed else float("nan")
+
 
 class Budget:
     """A thread-safe counter handing out request numbers 0 .. limit-1."""
@@ -433,24 +443,40 @@ class Result:
     open_rate: float
 
 
-def measure(port: int, target: Target, args: argparse.Namespace, stop: threading.Event) -> Result:
-    """Warm the workers up, find the closed-loop max rate, then measure at half of it."""
-    log.info("Bench: %s: warm-up for %.0f s", target.label, WARMUP_SECONDS)
-    closed_loop(port, target, args.concurrency, WARMUP_SECONDS, stop)
+def measure(port: int, targets: list[Target], args: argparse.Namespace, stop: threading.Event) -> list[Result]:
+    """Warm the workers up, find each target's closed-loop max rate, then measure each at half of it."""
+    for target in targets:
+        log.info("Bench: %s: warm-up for %.0f s", target.label, WARMUP_SECONDS)
+        closed_loop(port, target, args.concurrency, WARMUP_SECONDS, stop)
 
-    log.info("Bench: %s: closed loop, %s clients for %s s", target.label, args.concurrency, args.duration)
-    closed = closed_loop(port, target, args.concurrency, args.duration, stop)
-    open_rate = closed.rate / 2
-    if open_rate <= 0:
-        raise RuntimeError(f"{target.label}: no request succeeded; first error: {closed.first_error}")
+    closed = alternating_closed_loops(port, targets, args, stop)
+    results = []
+    for target, sample in zip(targets, closed, strict=True):
+        open_rate = sample.rate / 2
+        if open_rate <= 0:
+            raise RuntimeError(f"{target.label}: no request succeeded; first error: {sample.first_error}")
 
-    log.info("Bench: %s: open loop at %.1f requests/s for %s s", target.label, open_rate, args.duration)
-    opened = open_loop(port, target, open_rate, 2 * args.concurrency, args.duration, stop)
-    for sample in (closed, opened):
-        if sample.errors:
-            log.warning("Bench: %s: %s requests failed; first error: %s", target.label, sample.errors,
-                        sample.first_error)
-    return Result(target, closed, opened, open_rate)
+        log.info("Bench: %s: open loop at %.1f requests/s for %s s", target.label, open_rate, args.duration)
+        opened = open_loop(port, target, open_rate, 2 * args.concurrency, args.duration, stop)
+        for measured in (sample, opened):
+            if measured.errors:
+                log.warning("Bench: %s: %s requests failed; first error: %s", target.label, measured.errors,
+                            measured.first_error)
+        results.append(Result(target, sample, opened, open_rate))
+    return results
+
+
+def alternating_closed_loops(port: int, targets: list[Target], args: argparse.Namespace,
+                             stop: threading.Event) -> list[Sample]:
+    """Run each target's closed loop in `args.rounds` windows, the targets in turn; return each target's total."""
+    window = args.duration / args.rounds
+    log.info("Bench: closed loops, %s clients, %s windows of %.1f s per target, targets in turn",
+             args.concurrency, args.rounds, window)
+    totals = [Sample() for _ in targets]
+    for _ in range(args.rounds):
+        for target, total in zip(targets, totals, strict=True):
+            total.append_window(closed_loop(port, target, args.concurrency, window, stop))
+    return totals
 
 
 def format_table(results: list[Result]) -> str:
@@ -487,7 +513,8 @@ def format_verdicts(bare: Result, referral: Result) -> str:
 
 def format_report(results: list[Result], args: argparse.Namespace, load_before: float) -> str:
     settings = (f"gunicorn {args.workers} workers x {args.threads} threads, {args.concurrency} clients, "
-                f"{args.duration:g} s per run, {os.cpu_count()} CPUs shared by server, PostgreSQL and clients, "
+                f"{args.duration:g} s per target in {args.rounds} alternating windows, {os.cpu_count()} CPUs "
+                "shared by server, PostgreSQL and clients, "
                 f"1-minute load average before the run {load_before:.2f}")
     open_note = (f"open loop: {2 * args.concurrency} client threads, arrivals evenly spaced at half the max rate, "
                  "latency counted from each scheduled send instant")
@@ -500,7 +527,10 @@ def format_report(results: list[Result], args: argparse.Namespace, load_before: 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark POST /api/v1/referrals against GET /healthz.")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per closed-loop and open-loop run")
+    parser.add_argument("--duration", type=float, default=10,
+                        help="seconds of closed loop per target, and of each open-loop run")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="closed-loop windows per target; the targets take turns, one window each")
     parser.add_argument("--concurrency", type=int, default=8, help="closed-loop keep-alive clients")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1,
@@ -508,8 +538,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-dispatch", action="store_true",
                         help="skip the agency_service + body_transport referrals, which dispatch in-process")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.concurrency < 1 or args.workers < 1 or args.threads < 1:
-        parser.error("--duration must be above 0; --concurrency, --workers and --threads at least 1")
+    if args.duration <= 0 or min(args.rounds, args.concurrency, args.workers, args.threads) < 1:
+        parser.error("--duration must be above 0; --rounds, --concurrency, --workers and --threads at least 1")
     return args
 
 
@@ -525,7 +555,7 @@ def run(args: argparse.Namespace, database_url: str, work_dir: Path, stop: threa
     server = start_server(database_url, args.workers, args.threads, work_dir)
     try:
         wait_healthy(server)
-        return [measure(server.port, target, args, stop) for target in build_targets(token, not args.skip_dispatch)]
+        return measure(server.port, build_targets(token, not args.skip_dispatch), args, stop)
     finally:
         stop.set()
         stop_server(server)
