@@ -8,10 +8,10 @@ Simplified Chinese text, and users see it unless they choose English. The langua
 3. the Accept-Language header
 4. otherwise Simplified Chinese.
 
-Babel parses "zh_CN" as zh_Hans_CN, but Werkzeug's Accept-Language matching does not know that zh-CN
-implies the Hans script: with Werkzeug 3.1.9, `Accept-Language: zh-CN,en;q=0.5` matched against
-["zh_Hans_CN", "en"] gives "en". The header is therefore matched against the tags browsers send, and the
-result is mapped to a catalogue.
+Werkzeug's Accept-Language matching does not fit two catalogues well. It does not know that zh-CN implies
+the Hans script, and `best_match` tries exact matches over the whole header before falling back to primary
+tags, so with Werkzeug 3.1.9 `zh-Hans,en;q=0.9` gave "en". The header's tags are therefore taken in order
+of preference, and the first whose primary tag is zh or en picks the catalogue.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlencode
 
 from babel import Locale
 from flask import Flask, Response, has_request_context, request
@@ -33,8 +34,6 @@ DEFAULT_LOCALE = CHINESE
 LANGUAGE_COOKIE = "lang"
 LANGUAGE_COOKIE_MAX_AGE_SECONDS = 365 * 24 * 3600
 
-# Accept-Language tags Werkzeug can match, and the catalogue each one selects.
-ACCEPTED_TAGS = {"zh_CN": CHINESE, "zh": CHINESE, "en": ENGLISH}
 
 
 def init_babel(app: Flask) -> Babel:
@@ -49,6 +48,8 @@ def init_babel(app: Flask) -> Babel:
 
     babel = Babel(app, locale_selector=select_locale)
     app.after_request(remember_language_choice)
+    app.after_request(vary_on_language)
+    app.jinja_env.globals["language_url"] = language_url
     return babel
 
 
@@ -80,8 +81,11 @@ def _parsed(name: str) -> Locale:
 @lru_cache(maxsize=256)
 def _locale_for_accept_language(header: str) -> str:
     """Map an Accept-Language header to a catalogue; clients send few distinct headers, so results are cached."""
-    best = parse_accept_header(header, LanguageAccept).best_match(list(ACCEPTED_TAGS))
-    return ACCEPTED_TAGS[best] if best else DEFAULT_LOCALE
+    for tag, quality in parse_accept_header(header, LanguageAccept):
+        chosen = locale_for_tag(tag) if quality > 0 else None
+        if chosen is not None:
+            return chosen
+    return DEFAULT_LOCALE
 
 
 def locale_for_tag(tag: str) -> str | None:
@@ -108,6 +112,26 @@ def remember_language_choice(response: Response) -> Response:
             httponly=True,
             secure=request.is_secure,
         )
+    return response
+
+
+def language_url(language: str) -> str:
+    """Return the current page's address with `?lang=` set to `language`, keeping its other query parameters.
+
+    The language links use it, so switching language keeps a login page's `next` or a list's filters.
+    """
+    arguments = [(key, value) for key, value in request.args.items(multi=True) if key != "lang"]
+    arguments.append(("lang", language))
+    return f"{quote(request.script_root + request.path)}?{urlencode(arguments)}"
+
+
+def vary_on_language(response: Response) -> Response:
+    """Name the request headers that chose the response's language in Vary, so a shared cache keeps each language apart.
+
+    Static files are the same in every language and keep their Vary as it is.
+    """
+    if request.endpoint != "static":
+        response.vary.update(("Accept-Language", "Cookie"))
     return response
 
 

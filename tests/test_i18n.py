@@ -42,7 +42,9 @@ def test_no_header_gives_chinese(client):
 
 
 @pytest.mark.parametrize(
-    "header", ["zh-CN", "zh-CN,en;q=0.5", "zh-CN,zh;q=0.9,en;q=0.8", "zh", "zh-TW", "fr-FR,zh-CN;q=0.5"]
+    "header",
+    ["zh-CN", "zh-CN,en;q=0.5", "zh-CN,zh;q=0.9,en;q=0.8", "zh", "zh-TW", "fr-FR,zh-CN;q=0.5",
+     "zh-Hans,en;q=0.9", "zh-Hans-CN,en;q=0.5", "zh-TW,en;q=0.8", "zh-HK,en-US;q=0.9,en;q=0.8", "en;q=0,zh-SG"],
 )
 def test_chinese_accept_language(client, header):
     body = client.get("/message", headers={"Accept-Language": header}).get_json()
@@ -51,12 +53,19 @@ def test_chinese_accept_language(client, header):
     assert body["language"] == "zh"
 
 
-@pytest.mark.parametrize("header", ["en-US", "en-US,en;q=0.9,zh-CN;q=0.8", "en-GB"])
+@pytest.mark.parametrize("header", ["en-US", "en-US,en;q=0.9,zh-CN;q=0.8", "en-GB", "fr,en;q=0.5,zh;q=0.4"])
 def test_english_accept_language(client, header):
     body = client.get("/message", headers={"Accept-Language": header}).get_json()
 
     assert body["message"] == NOT_FOUND_EN
     assert body["language"] == "en"
+
+
+def test_vary_names_language_headers(client):
+    response = client.get("/message")
+
+    assert "Accept-Language" in response.vary
+    assert "Cookie" in response.vary
 
 
 def test_unsupported_language_gives_chinese(client):

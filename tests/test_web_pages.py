@@ -319,6 +319,13 @@ def test_new_ticket_keeps_phone_extension(operator, runtime, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_language_link_keeps_query(operator):
+    page = operator.get("/?status=new&lang=zh").get_data(as_text=True)
+
+    assert 'href="/?status=new&amp;lang=en"' in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_pages_switch_to_english_and_back(operator, seeded):
     refer(operator, seeded["community_worker"], "A")
 
