@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +63,12 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
+# C0 controls and DEL can break an SMS, a CSV export or a terminal, and bidirectional controls reorder the
+# text an operator reads, so a referral's text may contain none of them. The note may contain tabs and line breaks.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTER_IN_NOTE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTER_MESSAGE = N_("Field %(field)s contains the control character %(character)s, which is not "
+                               "accepted; remove it and send the request again.")
 INVALID_PHONE_MESSAGE = N_("Phone number %(value)s is not a valid number; write a mobile number such as "
                            "13812345678 or a landline with its area code such as 021-59200496.")
 
@@ -254,7 +261,7 @@ def validate_referral(session: Session, body: Any) -> dict[str, Any]:
         "category": category,
         "needs": _codes(body, "needs", NEEDS),
         "flags": _codes(body, "flags", FLAGS),
-        "note": _string(body, "note", max_length=2000),
+        "note": _string(body, "note", max_length=2000, controls=CONTROL_CHARACTER_IN_NOTE),
         "chosen_agency_id": _chosen_agency(session, _string(body, "chosen_agency", max_length=100)),
         "referrer": _referrer(body.get("referrer")),
         "resident": _resident(session, body.get("resident")),
@@ -344,7 +351,13 @@ def _phone(text: str, field: str) -> phones.PhoneNumber:
         raise InputError("invalid_phone", INVALID_PHONE_MESSAGE, field=field, value=text) from None
 
 
-def _string(body: Mapping, field: str, required_: bool = False, max_length: int = 200, prefix: str = "") -> str | None:
+def _string(body: Mapping, field: str, required_: bool = False, max_length: int = 200, prefix: str = "",
+            controls: re.Pattern = CONTROL_CHARACTER) -> str | None:
+    """Return the field's text without surrounding whitespace, or None when it is absent or blank.
+
+    Raise InputError when it is required and missing, not a string, too long, or contains a character
+    that `controls` matches.
+    """
     value = body.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required_:
@@ -356,6 +369,11 @@ def _string(body: Mapping, field: str, required_: bool = False, max_length: int 
     if len(value) > max_length:
         raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."),
                          field=prefix + field, limit=max_length)
+
+    control = controls.search(value)
+    if control is not None:
+        raise InputError("invalid_character", CONTROL_CHARACTER_MESSAGE, field=prefix + field,
+                         character=f"U+{ord(control.group()):04X}")
     return value
 
 

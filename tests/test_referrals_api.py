@@ -386,6 +386,21 @@ def test_json_error_message_without_parser_text(client, seeded):
     assert "第 1 行" in message
 
 
+def test_note_keeps_line_breaks_and_tabs(client, seeded):
+    response = _post(client, seeded["community_worker"], _with(note="询问骨灰寄存：\n\t期限\r\n\t费用"))
+
+    assert response.status_code == 201
+    assert response.get_json()["note"] == "询问骨灰寄存：\n\t期限\r\n\t费用"
+
+
+def test_control_character_message_names_it(client, seeded):
+    response = _post(client, seeded["community_worker"], _with(resident__name="高\u0007勇"), language="en")
+
+    assert response.get_json()["error"]["message"] == (
+        "Field resident.name contains the control character U+0007, which is not accepted; remove it and send "
+        "the request again.")
+
+
 def test_two_phone_numbers_message_in_english(client, seeded):
     response = _post(client, seeded["community_worker"], _with(resident__phone="13812345678 / 021-59201234"),
                      language="en")
@@ -410,6 +425,11 @@ def test_two_phone_numbers_message_in_english(client, seeded):
     ({"note": "长" * 2001}, 422, "too_long", "note"),
     ({"deceased": {"died_at": "2026-12-07 08:00"}}, 422, "invalid_type", "deceased.died_at"),
     ({"deceased": {"place": "路边"}}, 422, "invalid_value", "deceased.place"),
+    ({"resident__name": "高\u0007勇"}, 422, "invalid_character", "resident.name"),
+    ({"resident__address": "盈浦街道\n95弄23号"}, 422, "invalid_character", "resident.address"),
+    ({"referrer__org": "\u202e会委居"}, 422, "invalid_character", "referrer.org"),
+    ({"note": "询问\u001b[31m费用"}, 422, "invalid_character", "note"),
+    ({"external_id": "SG\u007f1"}, 422, "invalid_character", "external_id"),
 ])
 def test_bad_referral_rejected_without_rows(client, seeded, runtime, changes, status, code, field):
     before = _row_counts(runtime)
