@@ -8,8 +8,8 @@ Simplified Chinese text, and users see it unless they choose English. The langua
 3. the Accept-Language header
 4. otherwise Simplified Chinese.
 
-Werkzeug's Accept-Language matching does not fit two catalogues well. It does not know that zh-CN implies
-the Hans script, and `best_match` tries exact matches over the whole header before falling back to primary
+Werkzeug's Accept-Language matching picks the wrong catalogue here. It does not know that zh-CN implies the
+Hans script, and `best_match` tries exact matches over the whole header before it falls back to primary
 tags, so with Werkzeug 3.1.9 `zh-Hans,en;q=0.9` gave "en". The header's tags are therefore taken in order
 of preference, and the first whose primary tag is zh or en picks the catalogue.
 """
@@ -35,7 +35,6 @@ LANGUAGE_COOKIE = "lang"
 LANGUAGE_COOKIE_MAX_AGE_SECONDS = 365 * 24 * 3600
 
 
-
 def init_babel(app: Flask) -> Babel:
     """Set up Flask-Babel on `app` with the hotline's catalogues and language selection.
 
@@ -56,7 +55,7 @@ def init_babel(app: Flask) -> Babel:
 def select_locale() -> Locale:
     """Return the catalogue for this request, zh_Hans_CN or en, as the Locale Flask-Babel keeps for it.
 
-    A request without a query string or cookies, as API clients send them, skips parsing those.
+    API clients send neither a query string nor cookies, so each is parsed only when the request has one.
     Flask-Babel takes a Locale as it is, so each catalogue's Locale is parsed once per process.
     """
     environ = request.environ
@@ -126,7 +125,7 @@ def language_url(language: str) -> str:
 
 
 def vary_on_language(response: Response) -> Response:
-    """Name the request headers that chose the response's language in Vary, so a shared cache keeps each language apart.
+    """Add the headers that chose the response's language to Vary, so a shared cache keeps the languages apart.
 
     Static files are the same in every language and keep their Vary as it is.
     """

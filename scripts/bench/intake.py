@@ -468,7 +468,7 @@ def measure(port: int, targets: list[Target], args: argparse.Namespace, stop: th
 
 def alternating_closed_loops(port: int, targets: list[Target], args: argparse.Namespace,
                              stop: threading.Event) -> list[Sample]:
-    """Run each target's closed loop in `args.rounds` windows, the targets in turn; return each target's total."""
+    """Run each target's closed loop in `args.rounds` windows, the targets in turn, and return each target's total."""
     window = args.duration / args.rounds
     log.info("Bench: closed loops, %s clients, %s windows of %.1f s per target, targets in turn",
              args.concurrency, args.rounds, window)
