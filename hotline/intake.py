@@ -99,6 +99,17 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         _record_changed_resend(session, existing, ticket, body, referral, now)
         return IntakeResult(ticket, created=False, external_id=referral["external_id"])
 
+    new_ticket, referral_row = plan_referral(session, runtime, source, referral, body, token_id, history, now)
+    _insert_referral_ticket(session, runtime, new_ticket, referral_row)
+    if new_ticket.ticket.category == "agency_service":
+        schedule_job(session, "dispatch_ticket", new_ticket.ticket.id)
+    return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket, external_id=referral["external_id"])
+
+
+def plan_referral(session: Session, runtime, source: str, referral: dict[str, Any], body: Any, token_id: int | None,
+                  history: dict[str, int], now: datetime) -> tuple[NewTicket, Referral]:
+    """Plan the ticket of a new, validated referral and build its Referral row, adding neither to the session."""
+    resident = referral["resident"]
     new_ticket = plan_ticket(
         session, runtime, now, actor=f"source:{source}", history=history,
         channel=SOURCE_CHANNELS.get(source, "referral_api"), source=source, category=referral["category"],
@@ -115,10 +126,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         referrer_name=referrer.get("name"), referrer_phone=referrer.get("phone"), referrer_org=referrer.get("org"),
         payload=body, received_at=now,
     )
-    _insert_referral_ticket(session, runtime, new_ticket, referral_row)
-    if new_ticket.ticket.category == "agency_service":
-        schedule_job(session, "dispatch_ticket", new_ticket.ticket.id)
-    return IntakeResult(new_ticket.ticket, created=True, new_ticket=new_ticket, external_id=referral["external_id"])
+    return new_ticket, referral_row
 
 
 def _insert_referral_ticket(session: Session, runtime, new_ticket: NewTicket, referral_row: Referral) -> None:
@@ -151,16 +159,16 @@ def _earlier_referral_and_history(session: Session, source: str, external_id: st
     parameters = {"source": source, "external_id": external_id, "phone": phone, "since": now - HISTORY_WINDOW}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        row = fetch_one(connection, _earlier_and_history_query(), parameters)
+        row = fetch_one(connection, earlier_and_history_query(), parameters)
     else:
-        row = connection.execute(_earlier_and_history_query(), parameters).one()
+        row = connection.execute(earlier_and_history_query(), parameters).one()
     if not phone:
         return row[0], history_counts(None, None)
     return row[0], history_counts(row[1], row[2])
 
 
 @cache
-def _earlier_and_history_query():
+def earlier_and_history_query():
     """Build once the query of `_earlier_referral_and_history`, because building it costs as much as running it."""
     earlier = (
         select(Referral.id).where(Referral.source == bindparam("source"))

@@ -42,6 +42,13 @@ def insert_new_ticket(session: Session, new_ticket: NewTicket, extra_rows: list[
     later changes to them are not saved, and intake runs the statement as its last write. Attaching the
     ticket cost about 40 µs of CPU per referral (estimated from a profile), for nothing that read it.
     """
+    parameters = insert_parameters(session, new_ticket, extra_rows, tz)
+    ticket_id, number = _execute(session, parameters)
+    set_inserted(new_ticket, extra_rows, ticket_id, number)
+
+
+def insert_parameters(session: Session, new_ticket: NewTicket, extra_rows: list[SQLModel], tz) -> dict[str, str]:
+    """Return the statement's parameters: the day, the number's prefix and each table's rows as a JSON array."""
     ticket = new_ticket.ticket
     rows = [*extra_rows, *new_ticket.dependent_rows()]
     # What the ORM's insert hooks do: store the ticket's rule-set version and default each clock's next check.
@@ -53,11 +60,13 @@ def insert_new_ticket(session: Session, new_ticket: NewTicket, extra_rows: list[
     parameters = {"day": day, "number_prefix": f"QP-{day}-", "ticket": _json_rows([ticket], Ticket)}
     for model in DEPENDENT_MODELS:
         parameters[model.__tablename__] = _json_rows([row for row in rows if isinstance(row, model)], model)
+    return parameters
 
-    ticket_id, number = _execute(session, parameters)
 
-    set_fields(ticket, id=ticket_id, number=number)
-    for row in rows:
+def set_inserted(new_ticket: NewTicket, extra_rows: list[SQLModel], ticket_id: int, number: str) -> None:
+    """Give the inserted ticket its id and number, and its rows the ticket's id."""
+    set_fields(new_ticket.ticket, id=ticket_id, number=number)
+    for row in [*extra_rows, *new_ticket.dependent_rows()]:
         set_fields(row, ticket_id=ticket_id)
 
 
@@ -79,13 +88,24 @@ def _statement() -> str:
     """Build the statement's text from the tables' columns.
 
     The text stays under psycopg's MAX_CACHED_STATEMENT_LENGTH (4096 bytes), because psycopg converts the
-    placeholders of a longer text again on every execution. To save length, columns are named without
-    their FROM item. The CTEs read besides `given` return only `last`, `id` and `number`, so no name clashes.
+    placeholders of a longer text again on every execution.
+    """
+    return f"WITH {insert_ctes()}\nSELECT id, number FROM new_ticket"
+
+
+@cache
+def insert_ctes(gate: str | None = None) -> str:
+    """Return the insert's common table expressions, without WITH; `new_ticket` returns the id and number.
+
+    With `gate`, the name of an earlier CTE, the ticket is inserted only when that CTE returns a row.
+    To save length, columns are named without their FROM item. The CTEs read besides `given` return only
+    `last`, `id` and `number`, so no names clash.
     """
     ticket_columns = _insert_columns(Ticket.__table__, skip=("number",))
+    counter_source = "VALUES (%(day)s, 1)" if gate is None else f"SELECT %(day)s, 1 FROM {gate}"
     parts = [
-        "WITH counter AS (\n"
-        "INSERT INTO ticketcounter (day, last) VALUES (%(day)s, 1)\n"
+        "counter AS (\n"
+        f"INSERT INTO ticketcounter (day, last) {counter_source}\n"
         "ON CONFLICT (day) DO UPDATE SET last = ticketcounter.last + 1 RETURNING last\n"
         "), new_ticket AS (\n"
         f"INSERT INTO ticket (number, {_names(ticket_columns)})\n"
@@ -107,7 +127,6 @@ def _statement() -> str:
             f"ORDER BY {ORDER_KEY}\n"
             ")"
         )
-    parts.append("\nSELECT id, number FROM new_ticket")
     return "".join(parts)
 
 

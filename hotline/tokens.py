@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +28,7 @@ from hotline.vocabulary import REFERRAL_SOURCES, ROLES
 TOKEN_PREFIX = "hl_"
 PREFIX_LENGTH = 10
 TOUCH_INTERVAL_SECONDS = 60
+REMEMBERED_IDENTITIES = 1024
 
 REFERRALS_WRITE = "referrals:write"
 REFERRALS_READ = "referrals:read"
@@ -155,9 +158,37 @@ def identify(engine: Engine, secret: str, now: datetime,
     else:
         row = _look_up(engine, token_hash, now)
     if row is None:
+        forget(token_hash)
         return None
     token_id, source, role, user_id, scopes = row
-    return TokenIdentity(token_id, source, role, user_id, frozenset(scopes or ()))
+    identity = TokenIdentity(token_id, source, role, user_id, frozenset(scopes or ()))
+    _remember(token_hash, identity)
+    return identity
+
+
+# The identities `identify` found in this process, by digest, the most recent last. An entry proves
+# nothing: a statement that acts on it must check the token itself (hotline.optimistic_intake), so a
+# revoked token stops working at once.
+_remembered: OrderedDict[str, TokenIdentity] = OrderedDict()
+_remembered_lock = threading.Lock()
+
+
+def remembered(token_hash: str) -> TokenIdentity | None:
+    """Return the identity `identify` last found for this digest in this process, or None."""
+    return _remembered.get(token_hash)
+
+
+def forget(token_hash: str) -> None:
+    with _remembered_lock:
+        _remembered.pop(token_hash, None)
+
+
+def _remember(token_hash: str, identity: TokenIdentity) -> None:
+    with _remembered_lock:
+        _remembered[token_hash] = identity
+        _remembered.move_to_end(token_hash)
+        while len(_remembered) > REMEMBERED_IDENTITIES:
+            _remembered.popitem(last=False)
 
 
 def _look_up(engine: Engine, token_hash: str, now: datetime) -> tuple | None:

@@ -84,6 +84,35 @@ def authenticate_secret(secret: str | None) -> Caller:
     return Caller(token.id, token.source, token.role, token.user_id, token.scopes)
 
 
+@dataclass(frozen=True)
+class RememberedCaller:
+    """A source token's identity as this process last authenticated it, not yet checked for this request."""
+
+    identity: tokens.TokenIdentity
+    token_hash: str
+
+    def as_caller(self) -> Caller:
+        identity = self.identity
+        return Caller(identity.id, identity.source, identity.role, identity.user_id, identity.scopes)
+
+
+def remembered_caller(scope: str) -> RememberedCaller | None:
+    """Return the remembered identity of the request's source token when it has `scope`, or None.
+
+    Nothing is read from the database, so only a statement that checks the token itself may act on it
+    (hotline.optimistic_intake).
+    """
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    token_hash = tokens.digest(secret)
+    identity = tokens.remembered(token_hash)
+    if identity is None or identity.source is None or scope not in identity.scopes:
+        return None
+    return RememberedCaller(identity, token_hash)
+
+
 def request_connection() -> RequestConnection | None:
     """Return the request's PostgreSQL connection (hotline.request_connection), or None on SQLite.
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from werkzeug.exceptions import HTTPException
 
-from hotline import intake, tickets
-from hotline.api.auth import STAFF_ROLES, request_connection, require
+from hotline import intake, optimistic_intake, tickets, tokens
+from hotline.api import schemas
+from hotline.api.auth import STAFF_ROLES, RememberedCaller, remembered_caller, request_connection, require
 from hotline.api.bodies import json_object
 from hotline.api.errors import ApiError
 from hotline.api.idempotency import run_idempotent
@@ -17,7 +20,7 @@ from hotline.clock import now
 from hotline.i18n import current_language
 from hotline.models import Call, Ticket, Town
 from hotline.sla import watchlist
-from hotline.validation import N_, required, unknown_value, wrong_type
+from hotline.validation import N_, InputError, required, unknown_value, wrong_type
 from hotline.vocabulary import (
     CATEGORIES,
     FINAL_STATUSES,
@@ -41,8 +44,17 @@ def runtime():
 
 
 @bp.post("/referrals")
-@require(source=True)
 def create_referral():
+    caller = remembered_caller(tokens.REFERRALS_WRITE)
+    if caller is not None:
+        response = _create_referral_optimistically(caller)
+        if response is not None:
+            return response
+    return _create_referral()
+
+
+@require(source=True)
+def _create_referral():
     body = json_object()
     caller = g.caller
 
@@ -55,6 +67,41 @@ def create_referral():
     # or one event for a changed resend. A process's first ticket may also store its rule-set version row,
     # which is valid without the ticket. It runs on the connection the token lookup checked.
     result, view = run_idempotent(runtime(), work, one_write=True, connection=request_connection())
+    return _referral_response(result, view)
+
+
+def _create_referral_optimistically(caller: RememberedCaller):
+    """File the referral in one statement (hotline.optimistic_intake); None sends it down the ordinary path.
+
+    Bad input also returns None: the ordinary path authenticates before it reports the body's error.
+    """
+    connection = request_connection()
+    if connection is None:
+        return None
+
+    def attempt(_driver):
+        try:
+            schemas.check_request_body(request.endpoint)
+            with runtime().transaction(one_write=True, connection=connection) as session:
+                result = optimistic_intake.take_referral(session, runtime(), caller.identity, caller.token_hash,
+                                                         json_object(), now())
+                if result is None:
+                    return None
+                return result, ticket_detail(session, result.ticket, False, current_language(),
+                                             new_ticket=result.new_ticket)
+        except (InputError, ApiError, HTTPException, IntegrityError):
+            return None
+
+    # A lost connection is replaced and the attempt made once more. A repeat finds the first attempt's
+    # referral, if the server wrote it, and the ordinary path then returns that ticket.
+    created = connection.first_statement(attempt)
+    if created is None:
+        return None
+    g.caller = caller.as_caller()
+    return _referral_response(*created)
+
+
+def _referral_response(result: intake.IntakeResult, view: dict):
     response = jsonify(view)
     response.status_code = 201 if result.created else 200
     # The referral's own address, which the source reads with referrals:read; the ticket's is staff-only.
