@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
 from hotline.models import ChecklistItem, Referral, SlaClock, Ticket, TicketEvent
-from hotline.rows import set_fields
 from hotline.rules.versions import store_versions
 from hotline.sla.clocks import default_next_check
 from hotline.tickets import NewTicket
@@ -64,10 +63,20 @@ def insert_parameters(session: Session, new_ticket: NewTicket, extra_rows: list[
 
 
 def set_inserted(new_ticket: NewTicket, extra_rows: list[SQLModel], ticket_id: int, number: str) -> None:
-    """Give the inserted ticket its id and number, and its rows the ticket's id."""
-    set_fields(new_ticket.ticket, id=ticket_id, number=number)
+    """Give the inserted ticket its id and number, and its rows the ticket's id.
+
+    The rows are new and in no session (see `insert_new_ticket`), so the values go straight into each
+    instance's fields, as `rows.set_fields` does for such a row, without its checks, which took about 7 µs
+    per row in a profile of a referral.
+    """
+    _store(new_ticket.ticket, {"id": ticket_id, "number": number})
     for row in [*extra_rows, *new_ticket.dependent_rows()]:
-        set_fields(row, ticket_id=ticket_id)
+        _store(row, {"ticket_id": ticket_id})
+
+
+def _store(row: SQLModel, values: dict[str, object]) -> None:
+    row.__dict__.update(values)
+    row.__pydantic_fields_set__.update(values)
 
 
 def _execute(session: Session, parameters: dict[str, str]) -> tuple[int, str]:
