@@ -44,6 +44,8 @@ from hotline.tickets import (
 )
 from hotline.towns import all_towns, find_town
 from hotline.validation import (
+    CONTROL_CHARACTER_IN_TEXT,
+    CONTROL_CHARACTER_MESSAGE,
     N_,
     InputError,
     multiple_phones,
@@ -63,12 +65,9 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
-# C0 controls and DEL can break an SMS, a CSV export or a terminal, and bidirectional controls reorder the
-# text an operator reads, so a referral's text may contain none of them. The note may contain tabs and line breaks.
+# A request may carry tabs and line breaks (hotline.text_guard), but of a referral's text only the note may.
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-CONTROL_CHARACTER_IN_NOTE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-CONTROL_CHARACTER_MESSAGE = N_("Field %(field)s contains the control character %(character)s, which is not "
-                               "accepted; remove it and send the request again.")
+CONTROL_CHARACTER_IN_NOTE = CONTROL_CHARACTER_IN_TEXT
 INVALID_PHONE_MESSAGE = N_("Phone number %(value)s is not a valid number; write a mobile number such as "
                            "13812345678 or a landline with its area code such as 021-59200496.")
 

@@ -1,12 +1,15 @@
-"""Reject requests carrying characters the databases cannot store: U+0000 (NUL) and unpaired surrogates.
+"""Reject requests carrying characters the databases cannot store, or that no text should contain.
 
 PostgreSQL's text and jsonb types cannot hold U+0000, and neither PostgreSQL nor SQLite can store a string
 with an unpaired UTF-16 surrogate (U+D800 to U+DFFF), which a JSON body can carry as an escape such as
-\\ud800. Such a value made the database driver raise, and the caller got a 500. Every request is checked
-before any view runs: a query parameter, a form field, a JSON string or object key, or the path. One that
-carries such a character gets 400 `invalid_character` naming the field, with nothing written. API callers
-get the JSON error (GeoReport's under /open311/), Twilio webhooks an empty TwiML document, and staff pages
-get the 400 page.
+\\ud800. Such a value made the database driver raise, and the caller got a 500. Such a request gets 400
+`invalid_character`. The other control characters (hotline.validation.CONTROL_CHARACTER_IN_TEXT) can be
+stored, but break SMS text, CSV exports and terminals or reorder what an operator reads, so a request with
+one gets 422 `invalid_character`. Tabs and line breaks are accepted.
+
+Every request is checked before any view runs: a query parameter, a form field, a JSON string or object
+key, or the path. The error names the field and nothing is written. API callers get the JSON error
+(GeoReport's under /open311/), Twilio webhooks an empty TwiML document, and staff pages the 400 page.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from flask import Flask, request
 from werkzeug.exceptions import BadRequest
 
 from hotline.api.errors import wants_json
-from hotline.validation import N_, InputError
+from hotline.validation import CONTROL_CHARACTER_IN_TEXT, CONTROL_CHARACTER_MESSAGE, N_, InputError
 
 NUL = "\x00"
 SURROGATE = re.compile("[\ud800-\udfff]")
-# JSON carries U+0000 and surrogates only as escapes, because a raw NUL is invalid JSON and the body is
-# decoded as strict UTF-8. An escape counts only when an odd number of backslashes precedes its `u`,
-# since each pair is an escaped backslash.
-JSON_SUSPECT_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F])")
+REJECTED_IN_NAME = re.compile(f"[\ud800-\udfff]|{CONTROL_CHARACTER_IN_TEXT.pattern}|[\t\n\r]")
+# JSON carries U+0000, surrogates and the C0 controls only as escapes, because raw they are invalid JSON
+# or not UTF-8. An escape counts only when an odd number of backslashes precedes it, since each pair is
+# an escaped backslash. DEL and the bidirectional controls may also come raw, as their UTF-8 bytes.
+JSON_SUSPECT = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\(?:[bf]|u(?:00[01]|007[fF]|[dD][89a-fA-F]|202[a-eA-E]|206[6-9]))"
+    rb"|\x7f|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+)
 NUL_MESSAGE = N_("Field %(field)s contains the NUL character (U+0000), which is not accepted; remove it and "
                  "send the request again.")
 SURROGATE_MESSAGE = N_("Field %(field)s contains an unpaired surrogate (%(character)s), which is not a valid "
@@ -41,7 +48,7 @@ log = logging.getLogger("hotline.api")
 
 
 class UnstorableCharacter(InputError):
-    """A request parameter that contains U+0000 or an unpaired surrogate; the response is a 400."""
+    """A request parameter that contains U+0000, an unpaired surrogate (400) or another control character (422)."""
 
 
 def init_app(app: Flask) -> None:
@@ -49,7 +56,7 @@ def init_app(app: Flask) -> None:
 
 
 def reject_unstorable_characters() -> None:
-    """Raise 400 for the first parameter whose name or value contains U+0000 or an unpaired surrogate."""
+    """Raise an error for the first parameter whose name or value contains a character the guard rejects."""
     found = _in_path() or _in_pairs(request.args) or _in_body()
     if found is None:
         return
@@ -60,10 +67,14 @@ def reject_unstorable_characters() -> None:
                 ord(character))
     if not (wants_json() or request.path.startswith("/open311/")):
         raise BadRequest()
+    code_point = f"U+{ord(character):04X}"
     if character == NUL:
         raise UnstorableCharacter("invalid_character", NUL_MESSAGE, field=field, status=400)
-    raise UnstorableCharacter("invalid_character", SURROGATE_MESSAGE, field=field, status=400,
-                              character=f"U+{ord(character):04X}")
+    if SURROGATE.match(character):
+        raise UnstorableCharacter("invalid_character", SURROGATE_MESSAGE, field=field, status=400,
+                                  character=code_point)
+    raise UnstorableCharacter("invalid_character", CONTROL_CHARACTER_MESSAGE, field=field, status=422,
+                              character=code_point)
 
 
 def _in_path() -> tuple[str, str] | None:
@@ -89,11 +100,11 @@ def _in_body() -> tuple[str, str] | None:
 
 
 def _in_json(data: bytes) -> tuple[str, str] | None:
-    """Return the dotted path and the character of a JSON field that cannot be stored, or None.
+    """Return the dotted path and the character of a JSON field the guard rejects, or None.
 
     The regex keeps the common case cheap, and only a hit parses the body to find the field.
     """
-    if not JSON_SUSPECT_ESCAPE.search(data):
+    if not JSON_SUSPECT.search(data):
         return None
     try:
         body = json.loads(data.decode("utf-8-sig"))
@@ -104,7 +115,7 @@ def _in_json(data: bytes) -> tuple[str, str] | None:
 
 
 def _unstorable_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Yield the dotted path and character of each string or object key that cannot be stored.
+    """Yield the dotted path and character of each string or object key the guard rejects.
 
     A top-level string is named `body`.
     """
@@ -125,16 +136,16 @@ def _unstorable_paths(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _unstorable(text: str) -> str | None:
-    """Return the first U+0000 or unpaired surrogate in `text`, or None."""
+    """Return the first U+0000 in `text`, else its first unpaired surrogate, else its first control character."""
     if NUL in text:
         return NUL
-    match = SURROGATE.search(text)
+    match = SURROGATE.search(text) or CONTROL_CHARACTER_IN_TEXT.search(text)
     return match.group() if match else None
 
 
 def _printable(name: str) -> str:
     """Write a field name for an error message: escapes for what cannot be stored, cut to MAX_FIELD_NAME_LENGTH."""
-    escaped = SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", name.replace(NUL, "\\u0000"))
+    escaped = REJECTED_IN_NAME.sub(lambda match: f"\\u{ord(match.group()):04x}", name)
     if len(escaped) > MAX_FIELD_NAME_LENGTH:
         return escaped[:MAX_FIELD_NAME_LENGTH] + "…"
     return escaped

@@ -6,6 +6,7 @@ them with the request's locale, so the domain never imports Flask.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # An unknown field's name is echoed in its error up to this length, so a huge key makes no huge error.
@@ -14,6 +15,13 @@ MAX_ECHOED_NAME_LENGTH = 64
 
 def N_(template: str) -> str:  # noqa: N802 - the name Babel's extractor looks for
     return template
+
+
+# C0 controls and DEL can break an SMS, a CSV export or a terminal, and bidirectional controls reorder the
+# text an operator reads, so no text may contain them. Tabs and line breaks are accepted.
+CONTROL_CHARACTER_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTER_MESSAGE = N_("Field %(field)s contains the control character %(character)s, which is not "
+                               "accepted; remove it and send the request again.")
 
 
 class TemplatedError(Exception):

@@ -1,7 +1,8 @@
-"""Requests carrying U+0000 or unpaired surrogates: 400 naming the field, in the caller's format, nothing written.
+"""Requests carrying rejected characters: an error naming the field, in the caller's format, nothing written.
 
 PostgreSQL's text and jsonb types cannot hold U+0000, and neither database stores an unpaired surrogate,
-so without the guard these requests failed with 500. Each test runs on SQLite and PostgreSQL.
+so without the guard these requests failed with 500; they get 400. Other control characters get 422,
+except tabs and line breaks. Each test runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from sqlmodel import func, select
 from web_helpers import log_in
 
-from hotline.models import Call, Referral, Ticket
+from hotline.models import Call, Referral, Ticket, TicketEvent
 from hotline.telephony.signatures import compute_signature
 
 PUBLIC = "https://hotline.example.test"
@@ -171,3 +172,79 @@ def test_deep_field_path_cut(client, seeded):
 
     assert response.status_code == 400
     assert len(response.get_json()["error"]["field"]) <= 201
+
+
+def _ticket(client, token: str) -> str:
+    response = _post_referral(client, token, json.dumps(REFERRAL))
+    assert response.status_code == 201
+    return response.get_json()["number"]
+
+
+def _transition(client, token: str, number: str, text: str):
+    return client.post(f"/api/v1/tickets/{number}/transitions", data=text.encode(),
+                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                "Accept-Language": "zh-CN"})
+
+
+@pytest.mark.parametrize(("reason", "character"), [
+    ("\\u0007响铃", "U+0007"),
+    ("\\b退格", "U+0008"),
+    ("\u202e反向", "U+202E"),
+    ("\\u2066隔离", "U+2066"),
+    ("\x7f删除", "U+007F"),
+])
+def test_control_character_in_transition_reason_rejected(client, seeded, runtime, reason, character):
+    number = _ticket(client, seeded["shequyun"])
+    events_before = _count(runtime, TicketEvent)
+
+    response = _transition(client, seeded["operator"], number, f'{{"to": "waiting", "reason": "{reason}"}}')
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_character"
+    assert error["field"] == "reason"
+    assert character in error["message"]
+    assert "控制字符" in error["message"]
+    assert _count(runtime, TicketEvent) == events_before
+    with runtime.transaction() as session:
+        assert session.exec(select(Ticket.status)).one() == "new"
+
+
+def test_tab_and_line_breaks_accepted(client, seeded):
+    number = _ticket(client, seeded["shequyun"])
+
+    response = _transition(client, seeded["operator"], number,
+                           '{"to": "waiting", "reason": "等待家属\\t回电\\r\\n明天上午"}')
+
+    assert response.status_code == 200
+
+
+def test_query_parameter_with_control_character_rejected(client, seeded):
+    response = client.get("/api/v1/tickets?status=open%07", headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_character"
+    assert response.get_json()["error"]["field"] == "status"
+
+
+def test_control_character_in_field_name_escaped(client, seeded, runtime):
+    body = '{"external_id": "S1", "category": "consultation", "a\\u001bb": 1, ' \
+           '"resident": {"phone": "13812345678", "town": "盈浦街道"}}'
+
+    response = _post_referral(client, seeded["shequyun"], body)
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["field"] == "a\\u001bb"
+    assert _count(runtime, Ticket) == 0
+
+
+def test_twilio_form_with_control_character_stores_no_call(client, seeded, runtime):
+    form = {"AccountSid": "AC55555555555555555555555555555555", "CallSid": "CA\x070001", "CallStatus": "ringing",
+            "From": "+8613812345678", "To": "+862159200496"}
+    signature = compute_signature("test-auth-token", PUBLIC + "/twilio/voice", form)
+
+    response = client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/xml"
+    assert _count(runtime, Call) == 0
