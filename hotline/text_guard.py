@@ -18,7 +18,8 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, request
 from werkzeug.exceptions import BadRequest
@@ -38,6 +39,8 @@ JSON_SUSPECT = re.compile(
 )
 NUL_MESSAGE = N_("Field %(field)s contains the NUL character (U+0000), which is not accepted; remove it and "
                  "send the request again.")
+NOT_UTF8_MESSAGE = N_("Field %(field)s is not valid UTF-8 once its percent-escapes are decoded; send the form "
+                      "or query in UTF-8.")
 SURROGATE_MESSAGE = N_("Field %(field)s contains an unpaired surrogate (%(character)s), which is not a valid "
                        "character; check how the text was encoded and send the request again.")
 MAX_FIELD_NAME_LENGTH = 64
@@ -48,7 +51,7 @@ log = logging.getLogger("hotline.api")
 
 
 class UnstorableCharacter(InputError):
-    """A request parameter that contains U+0000, an unpaired surrogate (400) or another control character (422)."""
+    """A request parameter that is not UTF-8 or contains a rejected character; a control character is a 422."""
 
 
 def init_app(app: Flask) -> None:
@@ -56,25 +59,52 @@ def init_app(app: Flask) -> None:
 
 
 def reject_unstorable_characters() -> None:
-    """Raise an error for the first parameter whose name or value contains a character the guard rejects."""
+    """Raise an error for the first parameter that is not UTF-8 or contains a character the guard rejects."""
+    undecodable = _undecodable_pair(request.query_string) or _undecodable_form()
+    if undecodable is not None:
+        _reject(undecodable, "not UTF-8", NOT_UTF8_MESSAGE, 400)
+
     found = _in_path() or _in_pairs(request.args) or _in_body()
     if found is None:
         return
     field, character = found
-    if len(field) > MAX_FIELD_PATH_LENGTH:
-        field = field[:MAX_FIELD_PATH_LENGTH] + "…"
-    log.warning("Request: rejected %s %s, field %s contains U+%04X", request.method, request.path, field,
-                ord(character))
-    if not (wants_json() or request.path.startswith("/open311/")):
-        raise BadRequest()
     code_point = f"U+{ord(character):04X}"
     if character == NUL:
-        raise UnstorableCharacter("invalid_character", NUL_MESSAGE, field=field, status=400)
+        _reject(field, code_point, NUL_MESSAGE, 400)
     if SURROGATE.match(character):
-        raise UnstorableCharacter("invalid_character", SURROGATE_MESSAGE, field=field, status=400,
-                                  character=code_point)
-    raise UnstorableCharacter("invalid_character", CONTROL_CHARACTER_MESSAGE, field=field, status=422,
-                              character=code_point)
+        _reject(field, code_point, SURROGATE_MESSAGE, 400, character=code_point)
+    _reject(field, code_point, CONTROL_CHARACTER_MESSAGE, 422, character=code_point)
+
+
+def _reject(field: str, problem: str, template: str, status: int, **params: str) -> NoReturn:
+    """Log the rejection and raise its error: JSON for API callers, the 400 page for staff pages."""
+    if len(field) > MAX_FIELD_PATH_LENGTH:
+        field = field[:MAX_FIELD_PATH_LENGTH] + "…"
+    log.warning("Request: rejected %s %s, field %s: %s", request.method, request.path, field, problem)
+    if not (wants_json() or request.path.startswith("/open311/")):
+        raise BadRequest()
+    raise UnstorableCharacter("invalid_character", template, field=field, status=status, **params)
+
+
+def _undecodable_form() -> str | None:
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return None
+    return _undecodable_pair(request.get_data(cache=True))
+
+
+def _undecodable_pair(encoded: bytes) -> str | None:
+    """Return the name of the first pair of a urlencoded text whose name or value is not UTF-8 once unquoted.
+
+    Werkzeug keeps an escape it cannot decode as text, so "%FF" would be stored as those three characters.
+    """
+    for pair in encoded.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        for part in (name, value):
+            try:
+                unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return _printable(unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace"))
+    return None
 
 
 def _in_path() -> tuple[str, str] | None:

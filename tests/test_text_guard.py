@@ -8,6 +8,7 @@ except tabs and line breaks. Each test runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from sqlmodel import func, select
@@ -248,3 +249,53 @@ def test_twilio_form_with_control_character_stores_no_call(client, seeded, runti
     assert response.status_code == 400
     assert response.mimetype == "text/xml"
     assert _count(runtime, Call) == 0
+
+
+def _open311_form(token: str, description: bytes) -> bytes:
+    fields = {"service_code": "consultation", "phone": "13912345678", "api_key": token,
+              "attribute[external_id]": "OPEN311-1", "attribute[town]": "盈浦街道"}
+    return urlencode(fields).encode() + b"&description=" + description
+
+
+def test_open311_form_not_utf8_rejected(client, seeded, runtime):
+    body = _open311_form(seeded["shequyun"], b"%C0%FF%E4")
+
+    response = client.post("/open311/v2/requests.json", data=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded", "Accept-Language": "en"})
+
+    assert response.status_code == 400
+    errors = response.get_json()
+    assert errors[0]["code"] == 400
+    assert "description" in errors[0]["description"]
+    assert "UTF-8" in errors[0]["description"]
+    assert _count(runtime, Ticket) == 0
+
+
+def test_percent_sign_typed_in_form_accepted(client, seeded, runtime):
+    body = _open311_form(seeded["shequyun"], b"%25FF+100%25")
+
+    response = client.post("/open311/v2/requests.json", data=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert response.status_code == 201
+    with runtime.transaction() as session:
+        assert session.exec(select(Ticket.note)).one() == "%FF 100%"
+
+
+def test_query_not_utf8_rejected(client, seeded):
+    response = client.get("/api/v1/tickets?status=%FF", headers={"Authorization": f"Bearer {seeded['operator']}"})
+
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_character"
+    assert error["field"] == "status"
+
+
+def test_staff_form_not_utf8_gets_html_400(client, seeded):
+    log_in(client, "operator", "test-password")
+
+    response = client.post("/tickets/new", data=b"caller_name=%FF",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
