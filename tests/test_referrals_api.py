@@ -520,6 +520,9 @@ def test_wrong_method_names_allowed_ones(client, seeded):
     assert "POST" in response.headers["Allow"].split(", ")
     assert response.get_json()["error"]["code"] == "method_not_allowed"
     assert response.get_json()["error"]["message"].startswith("Method PUT is not allowed on this URL; use ")
+    assert "OPTIONS" in response.headers["Allow"]
+    assert "OPTIONS" not in response.get_json()["error"]["message"]
+    assert "HEAD" not in response.get_json()["error"]["message"]
 
 
 def test_json_array_body_rejected(client, seeded, runtime):

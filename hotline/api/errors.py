@@ -27,6 +27,8 @@ HTTP_MESSAGES = {
 # field over MAX_FORM_MEMORY_SIZE, and that body gets this message too although it may be under the limit.
 TOO_LARGE_MESSAGE = N_("Request body is too large; the limit is %(limit)s bytes.")
 METHOD_NOT_ALLOWED_MESSAGE = N_("Method %(method)s is not allowed on this URL; use %(allowed)s.")
+# Methods Flask and Werkzeug add to routes. The Allow header lists them, but a caller cannot use them instead.
+IMPLICIT_METHODS = ("HEAD", "OPTIONS")
 
 
 class ApiError(Exception):
@@ -80,7 +82,7 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response, status = error_response(405, "method_not_allowed", METHOD_NOT_ALLOWED_MESSAGE,
                                               params={"method": request.method,
-                                                      "allowed": ", ".join(error.valid_methods)})
+                                                      "allowed": ", ".join(_callable_methods(error.valid_methods))})
         else:
             code, template = HTTP_MESSAGES.get(error.code, ("http_error", N_("The request failed.")))
             response, status = error_response(error.code or 500, code, template)
@@ -138,3 +140,9 @@ def _html_page(status: int, title: str, message: str, **params):
 
 def wants_json() -> bool:
     return request.path.startswith(("/api/", "/twilio/")) or request.accept_mimetypes.best == "application/json"
+
+
+def _callable_methods(methods) -> list[str]:
+    """Return the allowed methods without HEAD and OPTIONS, unless nothing else is allowed."""
+    explicit = [method for method in methods if method not in IMPLICIT_METHODS]
+    return explicit or list(methods)
