@@ -52,6 +52,20 @@ def test_panel_explains_each_agency(operator, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_panel_reasons_in_english(operator, seeded):
+    number = refer(operator, seeded["shequyun"], "P-9", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+    post_form(operator, f"/tickets/{number}/dispatch/cancel", {"attempt": "1", "reason": "家属改约"})
+
+    page = operator.get(f"/tickets/{number}?lang=en").get_data(as_text=True)
+
+    assert "Cannot take it: does not serve this town" in page
+    assert "(does not serve this town" in page, "the agency choice for dispatch by hand"
+    assert "Cannot take it：" not in page
+    assert "（does not serve" not in page
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_withdraw_then_offer_by_hand(operator, runtime, seeded):
     number = refer(operator, seeded["shequyun"], "P-2", category="agency_service", needs=["body_transport"],
                    town="练塘镇")

@@ -194,6 +194,25 @@ def test_timeline_names_fields_of_changed_resend(operator, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_resend_changes_shown_by_label(operator, seeded):
+    body = {"external_id": "R-2", "category": "consultation", "note": "上午来电",
+            "resident": {"name": "居民", "phone": "13812345678", "town": "金泽镇"}}
+    headers = {"Authorization": f"Bearer {seeded['shequyun']}"}
+    number = operator.post("/api/v1/referrals", json=body, headers=headers).get_json()["number"]
+    del body["note"]
+    body["category"] = "assisted_application"
+    operator.post("/api/v1/referrals", json=body, headers=headers)
+
+    chinese = operator.get(f"/tickets/{number}").get_data(as_text=True)
+    english = operator.get(f"/tickets/{number}?lang=en").get_data(as_text=True)
+
+    assert "类别：身故一件事帮办" in chinese
+    assert "备注（已删除）" in chinese
+    assert "Category: Assisted application" in english
+    assert "Note (removed)" in english
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_ticket_page_flags_death_after_intake(operator, seeded):
     number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
                    town="练塘镇", deceased={"died_at": "2026-12-08T06:10:00+08:00"})

@@ -17,6 +17,7 @@ from hotline.i18n import current_language
 from hotline.models import Offer, Ticket
 from hotline.tickets import TransitionError
 from hotline.vocabulary import FINAL_STATUSES, label
+from hotline.web.display import list_separator
 
 log = logging.getLogger("hotline.web.dispatch")
 
@@ -68,7 +69,7 @@ def _standing_row(standing: targets.AgencyStanding, language: str) -> dict[str, 
         "kind": label(KINDS, agency.kind, language),
         "load": f"{standing.active_jobs}/{agency.capacity}",
         "eligible": standing.eligible,
-        "why": "、".join(label(PROBLEMS, problem, language) for problem in standing.problems),
+        "why": list_separator(language).join(label(PROBLEMS, problem, language) for problem in standing.problems),
         # An operator may override capacity and an earlier refusal, never vetting or documents.
         "may_offer": not {"not_approved", "documents_expired"} & set(standing.problems),
     }

@@ -13,7 +13,7 @@ from typing import Any
 from flask_babel import gettext
 
 from hotline.clock import as_aware_utc, local
-from hotline.vocabulary import CATEGORIES, SLA_TARGETS, SOURCES, STATUSES, label
+from hotline.vocabulary import CATEGORIES, FLAGS, NEEDS, SLA_TARGETS, SOURCES, STATUSES, label
 
 # An SLA clock turns amber this long before it is due, unless the clock carries its own warn_at.
 DEFAULT_WARNING_LEAD = timedelta(hours=2)
@@ -66,6 +66,9 @@ REFERRAL_FIELDS = {
     "deceased.died_at": ("死亡时间", "Time of death"),
     "deceased.place": ("死亡地点", "Place of death"),
 }
+# Referral fields whose values are codes, shown by their labels.
+REFERRAL_FIELD_CODES = {"category": CATEGORIES, "needs": NEEDS, "flags": FLAGS}
+REMOVED = ("（已删除）", " (removed)")
 OFFER_STATES = {
     "pending": ("待接单", "Pending"),
     "accepted": ("已接单", "Accepted"),
@@ -170,17 +173,32 @@ def event_change(kind: str, from_value: str | None, to_value: str | None, data: 
 
 
 def _resent_changes(paths: list[str], payload: Mapping[str, Any], language: str) -> str:
-    """Name each changed field with its new value, such as "居民电话：13912345678、备注：改为上午来电"."""
+    """Name each changed field with its new value, such as "居民电话：13912345678、备注：改为上午来电".
+
+    A code is shown by its label, and a field the resend left out or emptied is marked as removed.
+    """
+    english = language == "en"
     parts = []
     for path in paths:
         value: Any = payload
         for key in path.split("."):
             value = value.get(key) if isinstance(value, Mapping) else None
+        codes = REFERRAL_FIELD_CODES.get(path, {})
         if isinstance(value, list):
-            value = "、".join(str(item) for item in value)
-        shown = "" if value in (None, "") else f"：{value}"
-        parts.append(label(REFERRAL_FIELDS, path, language) + shown)
-    return "、".join(parts)
+            value = list_separator(language).join(label(codes, str(item), language) for item in value)
+        elif isinstance(value, str):
+            value = label(codes, value, language)
+        if value in (None, ""):
+            new_value = REMOVED[1] if english else REMOVED[0]
+        else:
+            new_value = f": {value}" if english else f"：{value}"
+        parts.append(label(REFERRAL_FIELDS, path, language) + new_value)
+    return list_separator(language).join(parts)
+
+
+def list_separator(language: str) -> str:
+    """Return the separator of a list in running text: 、 in Chinese, a comma in English."""
+    return ", " if language == "en" else "、"
 
 
 def _instant_text(value: str | None, tz) -> str | None:
@@ -244,4 +262,4 @@ def _effects(changes: Mapping[str, Any], language: str) -> str:
         parts.append(gettext("queue rank %(rank)s", rank=changes["queue_rank"]))
     if "add_tags" in changes:
         parts.append(gettext("tags %(tags)s", tags=", ".join(changes["add_tags"])))
-    return ("、" if language != "en" else ", ").join(parts)
+    return list_separator(language).join(parts)
