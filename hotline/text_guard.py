@@ -22,9 +22,8 @@ from typing import Any, NoReturn
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask, request
-from werkzeug.exceptions import BadRequest
 
-from hotline.api.errors import wants_json
+from hotline.api.errors import PageInputError, wants_json
 from hotline.validation import CONTROL_CHARACTER_IN_TEXT, CONTROL_CHARACTER_MESSAGE, N_, InputError
 
 NUL = "\x00"
@@ -77,13 +76,14 @@ def reject_unstorable_characters() -> None:
 
 
 def _reject(field: str, problem: str, template: str, status: int, **params: str) -> NoReturn:
-    """Log the rejection and raise its error: JSON for API callers, the 400 page for staff pages."""
+    """Log the rejection and raise its error: JSON for API callers, a 400 page with the same message for pages."""
     if len(field) > MAX_FIELD_PATH_LENGTH:
         field = field[:MAX_FIELD_PATH_LENGTH] + "…"
     log.warning("Request: rejected %s %s, field %s: %s", request.method, request.path, field, problem)
+    error = UnstorableCharacter("invalid_character", template, field=field, status=status, **params)
     if not (wants_json() or request.path.startswith("/open311/")):
-        raise BadRequest()
-    raise UnstorableCharacter("invalid_character", template, field=field, status=status, **params)
+        raise PageInputError(error)
+    raise error
 
 
 def _undecodable_form() -> str | None:

@@ -299,3 +299,14 @@ def test_staff_form_not_utf8_gets_html_400(client, seeded):
 
     assert response.status_code == 400
     assert response.mimetype == "text/html"
+    assert "字段 caller_name 解码百分号转义后不是有效的 UTF-8 文本" in response.get_data(as_text=True)
+
+
+def test_staff_form_with_control_character_names_it(client, seeded):
+    log_in(client, "operator", "test-password")
+
+    response = client.post("/tickets/new?lang=en", data={"caller_name": "高\u202e勇"})
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "Field caller_name contains the control character U+202E" in response.get_data(as_text=True)

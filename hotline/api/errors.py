@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_babel import gettext
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed
 
 from hotline.validation import N_, InputError
 
@@ -29,6 +29,14 @@ TOO_LARGE_MESSAGE = N_("Request body is too large; the limit is %(limit)s bytes.
 METHOD_NOT_ALLOWED_MESSAGE = N_("Method %(method)s is not allowed on this URL; use %(allowed)s.")
 # Methods Flask and Werkzeug add to routes. The Allow header lists them, but a caller cannot use them instead.
 IMPLICIT_METHODS = ("HEAD", "OPTIONS")
+
+
+class PageInputError(BadRequest):
+    """Bad input sent from a page: the 400 page shows the input error's own message instead of the generic one."""
+
+    def __init__(self, error: InputError):
+        super().__init__()
+        self.input_error = error
 
 
 class ApiError(Exception):
@@ -125,6 +133,8 @@ def _html_error(error: HTTPException):
         messages = OFFER_LINK_NOT_FOUND
     if status == 413:
         params = {"kilobytes": f"{round(request.max_content_length / 1024, 1):g}"}
+    if isinstance(error, PageInputError):
+        messages, params = (messages[0], error.input_error.template), error.input_error.params
     response = make_response(_html_page(status, *messages, **params))
     _copy_headers(error, response)
     return response
