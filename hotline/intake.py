@@ -44,7 +44,6 @@ from hotline.tickets import (
 )
 from hotline.towns import all_towns, find_town
 from hotline.validation import (
-    CONTROL_CHARACTER_IN_TEXT,
     CONTROL_CHARACTER_MESSAGE,
     N_,
     InputError,
@@ -65,9 +64,9 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
-# A request may carry tabs and line breaks (hotline.text_guard), but of a referral's text only the note may.
-CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-CONTROL_CHARACTER_IN_NOTE = CONTROL_CHARACTER_IN_TEXT
+# hotline.text_guard rejects every other control character in any request. Of a referral's text, only the
+# note may contain tabs and line breaks.
+TAB_OR_LINE_BREAK = re.compile("[\t\n\r]")
 INVALID_PHONE_MESSAGE = N_("Phone number %(value)s is not a valid number; write a mobile number such as "
                            "13812345678 or a landline with its area code such as 021-59200496.")
 
@@ -268,7 +267,7 @@ def validate_referral(session: Session, body: Any) -> dict[str, Any]:
         "category": category,
         "needs": _codes(body, "needs", NEEDS),
         "flags": _codes(body, "flags", FLAGS),
-        "note": _string(body, "note", max_length=2000, controls=CONTROL_CHARACTER_IN_NOTE),
+        "note": _string(body, "note", max_length=2000, single_line=False),
         "chosen_agency_id": _chosen_agency(session, _string(body, "chosen_agency", max_length=100)),
         "referrer": _referrer(body.get("referrer")),
         "resident": _resident(session, body.get("resident")),
@@ -359,11 +358,11 @@ def _phone(text: str, field: str) -> phones.PhoneNumber:
 
 
 def _string(body: Mapping, field: str, required_: bool = False, max_length: int = 200, prefix: str = "",
-            controls: re.Pattern = CONTROL_CHARACTER) -> str | None:
+            single_line: bool = True) -> str | None:
     """Return the field's text without surrounding whitespace, or None when it is absent or blank.
 
-    Raise InputError when it is required and missing, not a string, too long, or contains a character
-    that `controls` matches.
+    Raise InputError when it is required and missing, not a string, too long, or, with `single_line`,
+    contains a tab or a line break.
     """
     value = body.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -377,7 +376,7 @@ def _string(body: Mapping, field: str, required_: bool = False, max_length: int 
         raise InputError("too_long", N_("Field %(field)s is longer than %(limit)s characters."),
                          field=prefix + field, limit=max_length)
 
-    control = controls.search(value)
+    control = TAB_OR_LINE_BREAK.search(value) if single_line else None
     if control is not None:
         raise InputError("invalid_character", CONTROL_CHARACTER_MESSAGE, field=prefix + field,
                          character=f"U+{ord(control.group()):04X}")

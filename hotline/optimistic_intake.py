@@ -109,9 +109,10 @@ def _history_statement():
 
 @cache
 def _statement() -> PositionalStatement:
-    """Build the statement: the checks as CTEs, the insert gated on them, and one row saying what happened.
+    """Build the statement: the checks as CTEs, the insert gated on them, and one result row.
 
-    The touch records the token's use at most once a minute, as hotline.tokens.identify does.
+    The row contains whether the token is valid and the new ticket's id and number. The `touched` CTE
+    records the token's use only when the last one is at least TOUCH_INTERVAL_SECONDS old.
     """
     return positional(
         "WITH token AS (\n"

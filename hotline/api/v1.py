@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -32,6 +34,7 @@ from hotline.vocabulary import (
 )
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+log = logging.getLogger("hotline.api")
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -89,7 +92,10 @@ def _create_referral_optimistically(caller: RememberedCaller):
                     return None
                 return result, ticket_detail(session, result.ticket, False, current_language(),
                                              new_ticket=result.new_ticket)
-        except (InputError, ApiError, HTTPException, IntegrityError):
+        except (InputError, ApiError, HTTPException, IntegrityError) as error:
+            # The ordinary path reports the input error, or returns the ticket of a concurrent duplicate.
+            log.debug("API: referral from %s left to the ordinary path after %s", caller.identity.source,
+                      type(error).__name__)
             return None
 
     # A lost connection is replaced and the attempt made once more. A repeat finds the first attempt's
