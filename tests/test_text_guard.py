@@ -11,9 +11,12 @@ import json
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlmodel import func, select
 from web_helpers import log_in
 
+from hotline import text_guard
 from hotline.models import Call, Referral, Ticket, TicketEvent
 from hotline.telephony.signatures import compute_signature
 
@@ -299,3 +302,21 @@ def test_staff_form_with_control_character_names_it(client, seeded):
     assert response.status_code == 400
     assert response.mimetype == "text/html"
     assert "Field caller_name contains the control character U+202E" in response.get_data(as_text=True)
+
+
+# Characters on both sides of each of the guard's rules, with backslashes, quotes and Chinese punctuation,
+# whose UTF-8 starts with the same byte as the bidirectional controls.
+GUARD_ALPHABET = ("\x00\x01\x08\x09\x0a\x0c\x1f\x20\x7e\x7f\x80\\\"u0a青浦，“”—"
+                  "\u200e\u202a\u202e\u202f\u2066\u2069\u206a")
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts=st.lists(st.text(alphabet=GUARD_ALPHABET, max_size=12), min_size=1, max_size=4),
+       ascii_only=st.booleans())
+def test_json_prefilter_misses_no_rejected_character(texts, ascii_only):
+    body = {f"k{index}": text for index, text in enumerate(texts)}
+    data = json.dumps(body, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+    rejected = next(text_guard._unstorable_paths(body, ""), None)
+
+    assert text_guard._in_json(data) == rejected
