@@ -21,12 +21,16 @@ def to_utc(value: datetime) -> datetime:
 
 
 def local(value: datetime, tz: ZoneInfo = SHANGHAI) -> datetime:
-    """Show an instant in the hotline's time zone."""
-    return as_aware_utc(value).astimezone(tz)
+    """Show an instant in the hotline's time zone; a naive value counts as UTC, as in `as_aware_utc`."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(tz)
 
 
 def as_aware_utc(value: datetime) -> datetime:
     """Return `value` as aware UTC, treating a naive value as UTC (how SQLite hands some back)."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

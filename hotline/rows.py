@@ -10,6 +10,9 @@ tests/test_rows.py checks it against the constructor for every model built with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import inspect
@@ -26,8 +29,8 @@ def new_row(model: type[Model], **values: Any) -> Model:
     names raise TypeError instead of being dropped. Default factories are called without arguments, which
     is all the models of hotline.models use.
     """
-    fields = model.model_fields
-    unknown = values.keys() - fields.keys()
+    defaults = _defaults(model)
+    unknown = values.keys() - defaults.names
     if unknown:
         raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
 
@@ -38,18 +41,34 @@ def new_row(model: type[Model], **values: Any) -> Model:
     # SQLAlchemy's class manager makes the instance and its state without calling __init__.
     instance = model._sa_class_manager.new_instance()
     state = instance.__dict__
-    for name, field in fields.items():
-        if name in values:
-            state[name] = values[name]
-        elif field.default_factory is not None:
-            state[name] = field.default_factory()
-        elif not field.is_required():
-            state[name] = field.default
+    state.update(defaults.constants)
+    for name, factory in defaults.factories:
+        if name not in values:
+            state[name] = factory()
+    state.update(values)
 
     object.__setattr__(instance, "__pydantic_fields_set__", set(values))
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    names: frozenset[str]
+    constants: dict[str, Any]
+    factories: tuple[tuple[str, Callable[[], Any]], ...]
+
+
+@cache
+def _defaults(model: type[SQLModel]) -> _Defaults:
+    """The model's field names, constant defaults and default factories, read once per model."""
+    fields = model.model_fields
+    constants = {name: field.default for name, field in fields.items()
+                 if field.default_factory is None and not field.is_required()}
+    factories = tuple((name, field.default_factory) for name, field in fields.items()
+                      if field.default_factory is not None)
+    return _Defaults(frozenset(fields), constants, factories)
 
 
 def set_fields(instance: SQLModel, **values: Any) -> None:
