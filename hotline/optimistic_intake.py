@@ -44,10 +44,12 @@ HISTORY_PARAMETERS = ("external_id", "phone", "since", "source")
 NO_HISTORY = history_counts(0, 0)
 
 
-def take_referral(session: Session, runtime, identity: tokens.TokenIdentity, token_hash: str, body: Any,
-                  now: datetime) -> IntakeResult | None:
+def take_referral(session: Session, driver: psycopg.Connection, runtime, identity: tokens.TokenIdentity,
+                  token_hash: str, body: Any, now: datetime) -> IntakeResult | None:
     """File a new referral under the remembered `identity` in one statement, or return None for the ordinary path.
 
+    The statement runs on `driver`, the autocommit connection under `session`, so the session starts no
+    transaction of its own: that cost about 40 µs of CPU per referral in SQLAlchemy's bookkeeping.
     Raises InputError for a body that fails validation, before anything is sent to the database.
     """
     referral = intake.validate_referral(session, body)
@@ -56,7 +58,7 @@ def take_referral(session: Session, runtime, identity: tokens.TokenIdentity, tok
     parameters = insert_parameters(session, new_ticket, [referral_row], runtime.settings.timezone)
     parameters.update(_check_parameters(identity, token_hash, referral, now))
 
-    ticket_id, number, token_valid = _execute(session, parameters)
+    ticket_id, number, token_valid = _execute(driver, parameters)
     if ticket_id is None:
         if not token_valid:
             tokens.forget(token_hash)
@@ -89,12 +91,11 @@ def _check_parameters(identity: tokens.TokenIdentity, token_hash: str, referral:
     }
 
 
-def _execute(session: Session, parameters: dict[str, Any]) -> tuple[int | None, str | None, bool]:
+def _execute(driver: psycopg.Connection, parameters: dict[str, Any]) -> tuple[int | None, str | None, bool]:
     """Run the statement and return the new ticket's id and number, and whether the token is valid.
 
     The id and number are None when a check failed.
     """
-    driver = session.connection().connection.driver_connection
     try:
         token_valid, ticket_id, number = fetch_one_positional(driver, _statement(), parameters)
     except psycopg.IntegrityError as error:

@@ -82,12 +82,12 @@ def _create_referral_optimistically(caller: RememberedCaller):
     if connection is None:
         return None
 
-    def attempt(_driver):
+    def attempt(driver):
         try:
             schemas.check_request_body(request.endpoint)
             with runtime().transaction(one_write=True, connection=connection) as session:
-                result = optimistic_intake.take_referral(session, runtime(), caller.identity, caller.token_hash,
-                                                         json_object(), now())
+                result = optimistic_intake.take_referral(session, driver, runtime(), caller.identity,
+                                                         caller.token_hash, json_object(), now())
                 if result is None:
                     return None
                 return result, ticket_detail(session, result.ticket, False, current_language(),
