@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,4 +41,11 @@ def isoformat(value: datetime | None, tz: ZoneInfo = SHANGHAI) -> str | None:
     """Format an instant for the API: ISO 8601 in the hotline's zone, with its offset."""
     if value is None:
         return None
+    return _isoformat(value, tz)
+
+
+@lru_cache(maxsize=1024)
+def _isoformat(value: datetime, tz: ZoneInfo) -> str:
+    # A new ticket's view formats the same few instants about ten times (created, updated, each event and
+    # clock). Equal instants format alike, whatever their zone, because each is converted to `tz` first.
     return local(value, tz).isoformat()

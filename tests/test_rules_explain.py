@@ -16,7 +16,7 @@ from hotline import runtime as runtime_module
 from hotline.config import DEFAULT_RULES_DIR
 from hotline.models import Ticket
 from hotline.queueing import InProcessQueue
-from hotline.rules import versions
+from hotline.rules import explain, versions
 from hotline.rules.explain import describe_trace, ticket_trace_text
 from hotline.rules.facts import facts_with_defaults
 from hotline.rules.loader import load_rule_set
@@ -45,6 +45,19 @@ def test_changed_rule_sentence(shipped_rules):
     assert lines["referral-first"].text.startswith("不符合：社区转介")
     assert lines["referral-first"].text.endswith("（规则 referral-first）")
     assert not lines["referral-first"].matched
+
+
+def test_repeated_trace_worded_alike_per_language(shipped_rules):
+    trace = trace_of(shipped_rules, category="agency_service", needs=["body_transport"])
+
+    first = describe_trace(trace, shipped_rules, "zh")
+    first.clear()
+    again = describe_trace(trace, shipped_rules, "zh")
+    english = describe_trace(trace, shipped_rules, "en")
+
+    assert [line.text for line in again] == [line.text for line in explain._describe(trace, shipped_rules, "zh")]
+    assert BODY_TRANSPORT_ZH in [line.text for line in again]
+    assert english[0].text != again[0].text
 
 
 def test_sentences_follow_file_order(shipped_rules):

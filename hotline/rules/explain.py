@@ -7,17 +7,24 @@ true after the rule files change.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy.orm import object_session
 
 from hotline.clock import SHANGHAI, local
 from hotline.models import RuleSetVersion
 from hotline.rules import versions
 from hotline.rules.engine import Rule, RuleSet, effect_phrases
+
+# Traces differ only in which rules matched and how, so a few hundred cover a rule set version's tickets.
+MAX_CACHED_TRACES = 512
+_described: dict[tuple[str, str, bytes], tuple[TraceLine, ...]] = {}
+_described_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,27 @@ class TraceView:
 def describe_trace(trace: Sequence[Mapping[str, Any]], rule_set: RuleSet | None, language: str) -> list[TraceLine]:
     """Word every entry of a stored trace ({rule, matched, changes}) in Chinese, or in English for "en".
 
-    A rule that `rule_set` does not have is named by its id alone.
+    A rule that `rule_set` does not have is named by its id alone. Most tickets share a handful of
+    traces, so the lines are cached per rule set version, language and trace.
     """
+    if rule_set is None or not trace:
+        return _describe(trace, rule_set, language)
+    try:
+        key = (rule_set.version, language, orjson.dumps(trace))
+    except orjson.JSONEncodeError:
+        return _describe(trace, rule_set, language)
+
+    lines = _described.get(key)
+    if lines is None:
+        lines = tuple(_describe(trace, rule_set, language))
+        with _described_lock:
+            if len(_described) >= MAX_CACHED_TRACES:
+                _described.clear()
+            _described[key] = lines
+    return list(lines)
+
+
+def _describe(trace: Sequence[Mapping[str, Any]], rule_set: RuleSet | None, language: str) -> list[TraceLine]:
     rules = {rule.id: rule for rule in rule_set.rules} if rule_set is not None else {}
     lines = []
     for entry in trace or []:
