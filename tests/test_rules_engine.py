@@ -168,6 +168,24 @@ def test_trace_lists_every_rule(tmp_path):
     ]
 
 
+def test_repeated_decision_is_independent_copy(tmp_path):
+    rule_set = load_rule_set(write_rules(tmp_path / "rules", rule_file(
+        SET_P2, RAISE_1, rule_yaml("tag-it", "true", "add_tags: [watch]"))))
+    facts = facts_with_defaults({"category": "consultation", "flags": ["low_income"]})
+
+    first = rule_set.evaluate_priority(facts)
+    first.reasons[0]["text_zh"] = "changed"
+    first.trace[2]["changes"]["add_tags"].append("changed")
+    first.added_tags.clear()
+    again = rule_set.evaluate_priority(facts)
+
+    assert again == rule_set.evaluate_priority(facts, compiled=False)
+    assert again.reasons[0]["text_zh"] != "changed"
+    assert again.trace[2]["changes"]["add_tags"] == ["watch"]
+    assert again.added_tags == ["watch"]
+    assert again.priority == 1
+
+
 def test_missing_facts_are_rejected(tmp_path):
     rule_set = load_rule_set(write_rules(tmp_path / "rules", rule_file(SET_P1)))
 

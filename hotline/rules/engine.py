@@ -30,6 +30,7 @@ from hotline.vocabulary import PRIORITIES
 log = logging.getLogger("hotline.rules")
 
 MOST_URGENT = 1
+MAX_CACHED_DECISIONS = 4096
 LEAST_URGENT = len(PRIORITIES)
 
 
@@ -74,6 +75,15 @@ class PriorityDecision:
     def priority_code(self) -> str:
         return priority_label(self.priority)
 
+    def copy(self) -> PriorityDecision:
+        """Return a copy whose lists and dicts are new, so a ticket that stores them shares none."""
+        return PriorityDecision(
+            priority=self.priority, queue_rank=self.queue_rank,
+            reasons=[dict(reason) for reason in self.reasons],
+            trace=[{**entry, "changes": _copied_changes(entry["changes"])} for entry in self.trace],
+            version=self.version, added_tags=list(self.added_tags),
+        )
+
 
 @dataclass(frozen=True)
 class RuleSet:
@@ -91,6 +101,8 @@ class RuleSet:
     files: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     # (rule, closure) pairs when every condition was translated to a closure, else None.
     _compiled: tuple | None = field(init=False, default=None, compare=False, repr=False)
+    # Decisions by prepared facts. Tickets of the same kind and history have the same facts, so they share one.
+    _decisions: dict[tuple, PriorityDecision] = field(init=False, default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         tests = tuple(rule.condition.test for rule in self.rules)
@@ -104,11 +116,24 @@ class RuleSet:
         raises ValueError, and a condition that fails on a value of the wrong type raises RuleError.
         Conditions run as closures built from their syntax trees (hotline.rules.compiled) when every
         fact has its declared type; otherwise, and with compiled=False, rule-engine evaluates each one.
-        Both ways give the same decision, which the tests check.
+        Both ways give the same decision, which the tests check. Decisions on prepared facts are cached per
+        rule set, since a decision depends on nothing else; each call returns its own copy.
         """
         values = prepare_facts(facts, FACT_KINDS) if compiled else None
         if values is None:
             _require_all_facts(facts)
+            return self._decide(facts, None)
+
+        key = tuple(values.values())
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(facts, values)
+            if len(self._decisions) >= MAX_CACHED_DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision.copy()
+
+    def _decide(self, facts: Mapping[str, Any], values: Mapping[str, Any] | None) -> PriorityDecision:
         matching_rules = self._matching(facts, values)
 
         set_priority = self.default_priority
@@ -169,6 +194,10 @@ class RuleSet:
             if new_tags:
                 changes[rule.id]["add_tags"] = new_tags
         return changes
+
+
+def _copied_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: list(value) if isinstance(value, list) else value for name, value in changes.items()}
 
 
 def _require_all_facts(facts: Mapping[str, Any]) -> None:
