@@ -57,8 +57,12 @@ def insert_parameters(session: Session, new_ticket: NewTicket, extra_rows: list[
         default_next_check(clock)
     day = ticket.created_at.astimezone(tz).strftime("%Y%m%d")
     parameters = {"day": day, "number_prefix": f"QP-{day}-", "ticket": _json_rows([ticket], Ticket)}
-    for model in DEPENDENT_MODELS:
-        parameters[model.__tablename__] = _json_rows([row for row in rows if isinstance(row, model)], model)
+    by_model: dict[type[SQLModel], list[SQLModel]] = {model: [] for model in DEPENDENT_MODELS}
+    for row in rows:
+        by_model[type(row)].append(row)
+    # The table's name, not the model's __tablename__, which SQLModel computes on every read.
+    for model, model_rows in by_model.items():
+        parameters[model.__table__.name] = _json_rows(model_rows, model)
     return parameters
 
 
