@@ -22,10 +22,8 @@ def to_utc(value: datetime) -> datetime:
 
 
 def local(value: datetime, tz: ZoneInfo = SHANGHAI) -> datetime:
-    """Show an instant in the hotline's time zone; a naive value counts as UTC, as in `as_aware_utc`."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(tz)
+    """Show an instant in the hotline's time zone."""
+    return as_aware_utc(value).astimezone(tz)
 
 
 def as_aware_utc(value: datetime) -> datetime:
@@ -41,11 +39,11 @@ def isoformat(value: datetime | None, tz: ZoneInfo = SHANGHAI) -> str | None:
     """Format an instant for the API: ISO 8601 in the hotline's zone, with its offset."""
     if value is None:
         return None
-    return _isoformat(value, tz)
+    return _isoformat(as_aware_utc(value), tz)
 
 
 @lru_cache(maxsize=1024)
 def _isoformat(value: datetime, tz: ZoneInfo) -> str:
     # A new ticket's view formats the same few instants about ten times (created, updated, each event and
-    # clock). Equal instants format alike, whatever their zone, because each is converted to `tz` first.
-    return local(value, tz).isoformat()
+    # clock). The key is the UTC instant: two local times that differ only in `fold` compare equal.
+    return value.astimezone(tz).isoformat()
