@@ -186,6 +186,19 @@ def test_repeated_decision_is_independent_copy(tmp_path):
     assert again.priority == 1
 
 
+def test_rule_engine_decision_not_shared_by_equal_numbers(tmp_path):
+    # rule-engine evaluates this condition, since it has no closure, and distinguishes the int 3 from 3.0.
+    rule_set = load_rule_set(write_rules(tmp_path / "rules", rule_file(
+        rule_yaml("text-of-priority", 'priority.to_str == "3"', "set: {priority: P1}"))))
+    facts = facts_with_defaults({})
+
+    as_float = rule_set.evaluate_priority({**facts, "priority": 3.0})
+    as_int = rule_set.evaluate_priority({**facts, "priority": 3})
+
+    assert as_float.priority == 4
+    assert as_int.priority == 1
+
+
 def test_missing_facts_are_rejected(tmp_path):
     rule_set = load_rule_set(write_rules(tmp_path / "rules", rule_file(SET_P1)))
 

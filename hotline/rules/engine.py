@@ -116,13 +116,18 @@ class RuleSet:
         raises ValueError, and a condition that fails on a value of the wrong type raises RuleError.
         Conditions run as closures built from their syntax trees (hotline.rules.compiled) when every
         fact has its declared type; otherwise, and with compiled=False, rule-engine evaluates each one.
-        Both ways give the same decision, which the tests check. Decisions on prepared facts are cached per
-        rule set, since a decision depends on nothing else; each call returns its own copy.
+        Both ways give the same decision, which the tests check. When every rule has a closure, decisions
+        are cached per rule set by the prepared facts, which are all they depend on, and each call returns
+        its own copy.
         """
         values = prepare_facts(facts, FACT_KINDS) if compiled else None
         if values is None:
             _require_all_facts(facts)
             return self._decide(facts, None)
+        # Only closures read the prepared values alone. rule-engine reads the facts as given, and
+        # distinguishes 3 from 3.0, which prepare to the same value.
+        if self._compiled is None:
+            return self._decide(facts, values)
 
         key = tuple(values.values())
         decision = self._decisions.get(key)
