@@ -49,7 +49,7 @@ def take_referral(session: Session, driver: psycopg.Connection, runtime, identit
     """File a new referral under the remembered `identity` in one statement, or return None for the ordinary path.
 
     The statement runs on `driver`, the autocommit connection under `session`, so the session starts no
-    transaction of its own: that cost about 40 µs of CPU per referral in SQLAlchemy's bookkeeping.
+    transaction of its own. Such a transaction cost about 40 µs of CPU per referral in SQLAlchemy.
     Raises InputError for a body that fails validation, before anything is sent to the database.
     """
     referral = intake.validate_referral(session, body)

@@ -62,7 +62,7 @@ class _Defaults:
 
 @cache
 def _defaults(model: type[SQLModel]) -> _Defaults:
-    """The model's field names, constant defaults and default factories, read once per model."""
+    """Read the model's field names, constant defaults and default factories, once per model."""
     fields = model.model_fields
     constants = {name: field.default for name, field in fields.items()
                  if field.default_factory is None and not field.is_required()}

@@ -31,7 +31,7 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 REJECTED_IN_NAME = re.compile(f"[\ud800-\udfff]|{CONTROL_CHARACTER_IN_TEXT.pattern}|[\t\n\r]")
 # JSON carries U+0000, surrogates and the C0 controls only as escapes, because raw they are invalid JSON
 # or not UTF-8. An escape counts only when its run of backslashes is odd, since each pair is an escaped
-# backslash; the group holds the whole run, as a match starts at the run's first backslash.
+# backslash. The group contains the whole run, because a match starts at the run's first backslash.
 JSON_ESCAPE_SUSPECT = re.compile(rb"(\\+)(?:[bf]|u(?:00[01]|007[fF]|[dD][89a-fA-F]|202[a-eA-E]|206[6-9]))")
 # DEL and the bidirectional controls may also come raw, as their UTF-8 bytes.
 RAW_SUSPECT = re.compile(rb"\x7f|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
@@ -131,7 +131,7 @@ def _in_body() -> tuple[str, str] | None:
 def _in_json(data: bytes) -> tuple[str, str] | None:
     """Return the dotted path and the character of a JSON field the guard rejects, or None.
 
-    Cheap checks keep the common case cheap, and only a hit parses the body to find the field.
+    Byte checks keep the common case cheap, and only a hit parses the body to find the field.
     """
     if not _suspect_json(data):
         return None
@@ -144,10 +144,10 @@ def _in_json(data: bytes) -> tuple[str, str] | None:
 
 
 def _suspect_json(data: bytes) -> bool:
-    """Return whether the raw body may hold a character the guard rejects.
+    """Return whether the raw body may contain a character the guard rejects.
 
-    A regex scan of a referral's body took about 17 µs; looking for the bytes every hit starts with
-    first takes well under 1 µs, so a body without any skips the scans.
+    A regex scan of a referral's body took about 17 µs. Looking first for the bytes that every hit starts
+    with takes well under 1 µs, so a body without them skips the scans.
     """
     if b"\\" in data and any(len(match[1]) % 2 for match in JSON_ESCAPE_SUSPECT.finditer(data)):
         return True

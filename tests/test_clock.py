@@ -11,7 +11,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def test_isoformat_distinguishes_repeated_hour():
-    # 01:30 happens twice in New York on 2023-11-05; the two compare equal but are an hour apart.
+    # 01:30 happens twice in New York on 2023-11-05. The two values compare equal but are an hour apart.
     first = datetime(2023, 11, 5, 1, 30, tzinfo=NEW_YORK)
     second = first.replace(fold=1)
 

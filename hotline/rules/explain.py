@@ -7,7 +7,6 @@ true after the rule files change.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,10 @@ from hotline.models import RuleSetVersion
 from hotline.rules import versions
 from hotline.rules.engine import Rule, RuleSet, effect_phrases
 
-# Traces differ only in which rules matched and how, so a few hundred cover a rule set version's tickets.
+# Traces differ only in which rules matched and how, so a few hundred likely cover a rule set version's
+# tickets. Two threads that fill the cache at once at worst word one trace twice.
 MAX_CACHED_TRACES = 512
 _described: dict[tuple[str, str, bytes], tuple[TraceLine, ...]] = {}
-_described_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,9 @@ def describe_trace(trace: Sequence[Mapping[str, Any]], rule_set: RuleSet | None,
     lines = _described.get(key)
     if lines is None:
         lines = tuple(_describe(trace, rule_set, language))
-        with _described_lock:
-            if len(_described) >= MAX_CACHED_TRACES:
-                _described.clear()
-            _described[key] = lines
+        if len(_described) >= MAX_CACHED_TRACES:
+            _described.clear()
+        _described[key] = lines
     return list(lines)
 
 

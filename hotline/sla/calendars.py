@@ -266,8 +266,10 @@ class BusinessCalendar:
         return self._day_info(day).working
 
     def _open_intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
-        """Return the day's periods as UTC instants, cached per day; converting them on every call took
-        about 40% of the time of `add`."""
+        """Return the day's periods as UTC instants, cached per day.
+
+        Converting them on every call took about 40% of the time of `add`.
+        """
         cached = self._intervals.get(day)
         if cached is None:
             midnight = datetime.combine(day, time(0), tzinfo=self.tz)
