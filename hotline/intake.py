@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -62,6 +62,8 @@ REFERRAL_FIELDS = ("external_id", "referrer", "resident", "category", "needs", "
 REFERRER_FIELDS = ("name", "phone", "org")
 RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
+# How far ahead of the hotline's clock a time of death may lie, for a source whose clock runs fast.
+DIED_AT_CLOCK_SKEW = timedelta(minutes=10)
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
 # hotline.text_guard rejects every other control character in any request. Of a referral's text, only the
@@ -87,7 +89,7 @@ class IntakeResult:
 def take_referral(session: Session, runtime, source: str, body: Any, token_id: int | None,
                   now: datetime) -> IntakeResult:
     """File a referral from `source` (taken from the caller's token, never from the body)."""
-    referral = validate_referral(session, body)
+    referral = validate_referral(session, body, now)
     resident = referral["resident"]
     existing_id, history = _earlier_referral_and_history(session, source, referral["external_id"],
                                                          resident["phone"], now)
@@ -184,7 +186,7 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
     the operator which fields the referrer changed, so a corrected phone number is not lost. Values are
     compared as stored, so "138-1234-5678" for "13812345678", or a town's code for its name, is no change.
     """
-    before, after = _comparable_pair(session, referral.payload or {}, body, validated)
+    before, after = _comparable_pair(session, referral.payload or {}, body, validated, now)
     changed = changed_fields(before, after)
     if not changed:
         return
@@ -203,15 +205,15 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
              referral.external_id, ", ".join(changed), ticket.number)
 
 
-def _comparable_pair(session: Session, payload: dict[str, Any], body: dict[str, Any],
-                     validated: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _comparable_pair(session: Session, payload: dict[str, Any], body: dict[str, Any], validated: dict[str, Any],
+                     now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the first body and the resent one laid out by `_comparable`, or both as sent.
 
     A body accepted earlier can fail validation today, when, say, the agency it chose stopped taking
     offers. The two are then compared as sent, so that differences in layout are not reported as changes.
     """
     try:
-        return _comparable(validate_referral(session, payload)), _comparable(validated)
+        return _comparable(validate_referral(session, payload, now)), _comparable(validated)
     except InputError:
         return payload, body
 
@@ -247,8 +249,8 @@ def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any], prefix: 
     return changed
 
 
-def validate_referral(session: Session, body: Any) -> dict[str, Any]:
-    """Check and normalise a referral body; raise InputError naming the first bad field."""
+def validate_referral(session: Session, body: Any, now: datetime) -> dict[str, Any]:
+    """Check and normalise a referral body received at `now`; raise InputError naming the first bad field."""
     if not isinstance(body, dict):
         raise InputError("invalid_body", N_("Request body must be a JSON object."), status=400)
     _reject_unknown_fields(body, REFERRAL_FIELDS, "")
@@ -271,7 +273,7 @@ def validate_referral(session: Session, body: Any) -> dict[str, Any]:
         "chosen_agency_id": _chosen_agency(session, _string(body, "chosen_agency", max_length=100)),
         "referrer": _referrer(body.get("referrer")),
         "resident": _resident(session, body.get("resident")),
-        "deceased": _deceased(body.get("deceased")),
+        "deceased": _deceased(body.get("deceased"), now),
     }
 
 
@@ -308,7 +310,7 @@ def _resident(session: Session, value: Any) -> dict[str, Any]:
     }
 
 
-def _deceased(value: Any) -> dict[str, Any] | None:
+def _deceased(value: Any, now: datetime) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -322,6 +324,9 @@ def _deceased(value: Any) -> dict[str, Any] | None:
             raise wrong_type("deceased.died_at", "instant") from None
         if parsed.tzinfo is None:
             raise wrong_type("deceased.died_at", "instant")
+        if parsed > now + DIED_AT_CLOCK_SKEW:
+            raise InputError("time_in_future", N_("Field %(field)s is later than now: %(value)s. Send the time the "
+                                                  "death occurred."), field="deceased.died_at", value=died_at)
     place = _string(value, "place", max_length=32, prefix="deceased.")
     if place is not None and place not in DEATH_PLACES:
         raise unknown_value("deceased.place", place, DEATH_PLACES)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime
 
 import pytest
+import time_machine
 from sqlmodel import func, select
 
 from hotline.models import Agency, OutboxMessage, Referral, SlaClock, Ticket, TicketEvent
@@ -450,6 +452,45 @@ def test_unknown_town_lists_accepted_towns(client, seeded):
     message = response.get_json()["error"]["message"]
     assert "浦东新区" in message
     assert "练塘镇" in message
+
+
+RECEIVED_AT = datetime.fromisoformat("2026-12-04T12:00:00+08:00")
+
+
+@pytest.mark.parametrize("died_at", ["2026-12-04T11:59:59+08:00", "2026-12-04T12:10:00+08:00",
+                                     "2026-12-04T04:10:00Z"])
+def test_died_at_within_clock_skew_accepted(client, seeded, died_at):
+    with time_machine.travel(RECEIVED_AT, tick=False):
+        response = _post(client, seeded["community_worker"], _with(deceased={"died_at": died_at, "place": "home"}))
+
+    assert response.status_code == 201
+    assert response.get_json()["deceased"]["died_at"] == died_at
+
+
+@pytest.mark.parametrize("died_at", ["2026-12-04T12:10:01+08:00", "2026-12-04T04:10:01Z",
+                                     "2027-12-04T12:00:00+08:00"])
+def test_future_died_at_rejected(client, seeded, runtime, died_at):
+    before = _row_counts(runtime)
+
+    with time_machine.travel(RECEIVED_AT, tick=False):
+        response = _post(client, seeded["community_worker"], _with(deceased={"died_at": died_at}))
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "time_in_future"
+    assert error["field"] == "deceased.died_at"
+    assert died_at in error["message"]
+    assert "晚于当前时间" in error["message"]
+    assert _row_counts(runtime) == before
+
+
+def test_future_died_at_message_in_english(client, seeded):
+    with time_machine.travel(RECEIVED_AT, tick=False):
+        response = _post(client, seeded["community_worker"], _with(deceased={"died_at": "2026-12-05T08:00:00+08:00"}),
+                         language="en")
+
+    assert response.get_json()["error"]["message"] == (
+        "Field deceased.died_at is later than now: 2026-12-05T08:00:00+08:00. Send the time the death occurred.")
 
 
 def test_error_message_in_callers_language(client, seeded):

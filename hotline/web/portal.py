@@ -82,6 +82,7 @@ FIELD_MESSAGES = {
     "too_long": N_("This is too long: write at most %(limit)s characters."),
     "invalid_value": N_("Choose one of the options shown."),
     "invalid_type": N_("Enter both the date and the time."),
+    "time_in_future": N_("This time is later than now; enter when the death occurred."),
     "multiple_phones": N_("Write one phone number here; put any other number in the note for the operator."),
 }
 FORM_EXPIRED_MESSAGE = N_("The form was out of date, so nothing was sent. Check the entries and send it again.")
