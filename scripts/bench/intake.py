@@ -10,9 +10,10 @@ Usage: .venv/bin/python scripts/bench/intake.py [--duration 10] [--rounds 5] [--
    R windows that alternate between the targets, so a change in the machine's speed during the run
    reaches every target alike. Then an open loop sends requests on a fixed schedule at half of each
    target's rate and measures latency.
-4. Prints a table and checks two targets: the referral rate is at least 25% of the bare rate, and
-   the consultation referral p99 at half its max rate is under 50 ms. It exits 0 whether the
-   targets pass or fail.
+4. Prints a table, the referral rate over the bare rate in each round of windows (their spread shows
+   how much the machine's speed moved during the run), and checks two targets: the referral rate is
+   at least 25% of the bare rate, and the consultation referral p99 at half its max rate is under
+   50 ms. It exits 0 whether the targets pass or fail.
 5. Stops gunicorn by its PID and drops the database, also after Ctrl-C, SIGTERM or an error.
 
 The load generator runs in this process and shares the machine's cores with gunicorn and
@@ -441,6 +442,7 @@ class Result:
     closed: Sample
     open: Sample
     open_rate: float
+    window_rates: list[float]
 
 
 def measure(port: int, targets: list[Target], args: argparse.Namespace, stop: threading.Event) -> list[Result]:
@@ -449,9 +451,9 @@ def measure(port: int, targets: list[Target], args: argparse.Namespace, stop: th
         log.info("Bench: %s: warm-up for %.0f s", target.label, WARMUP_SECONDS)
         closed_loop(port, target, args.concurrency, WARMUP_SECONDS, stop)
 
-    closed = alternating_closed_loops(port, targets, args, stop)
+    closed, window_rates = alternating_closed_loops(port, targets, args, stop)
     results = []
-    for target, sample in zip(targets, closed, strict=True):
+    for index, (target, sample) in enumerate(zip(targets, closed, strict=True)):
         open_rate = sample.rate / 2
         if open_rate <= 0:
             raise RuntimeError(f"{target.label}: no request succeeded; first error: {sample.first_error}")
@@ -462,21 +464,29 @@ def measure(port: int, targets: list[Target], args: argparse.Namespace, stop: th
             if measured.errors:
                 log.warning("Bench: %s: %s requests failed; first error: %s", target.label, measured.errors,
                             measured.first_error)
-        results.append(Result(target, sample, opened, open_rate))
+        results.append(Result(target, sample, opened, open_rate, [rates[index] for rates in window_rates]))
     return results
 
 
 def alternating_closed_loops(port: int, targets: list[Target], args: argparse.Namespace,
-                             stop: threading.Event) -> list[Sample]:
-    """Run each target's closed loop in `args.rounds` windows, the targets in turn, and return each target's total."""
+                             stop: threading.Event) -> tuple[list[Sample], list[list[float]]]:
+    """Run each target's closed loop in `args.rounds` windows, the targets in turn.
+
+    Return each target's total, and each round's rate of every target.
+    """
     window = args.duration / args.rounds
     log.info("Bench: closed loops, %s clients, %s windows of %.1f s per target, targets in turn",
              args.concurrency, args.rounds, window)
     totals = [Sample() for _ in targets]
+    window_rates = []
     for _ in range(args.rounds):
+        rates = []
         for target, total in zip(targets, totals, strict=True):
-            total.append_window(closed_loop(port, target, args.concurrency, window, stop))
-    return totals
+            sample = closed_loop(port, target, args.concurrency, window, stop)
+            total.append_window(sample)
+            rates.append(sample.rate)
+        window_rates.append(rates)
+    return totals, window_rates
 
 
 def format_table(results: list[Result]) -> str:
@@ -498,6 +508,13 @@ def format_sample(sample: Sample, rate_width: int) -> str:
             f"{sample.client_cores:>10.2f}{sample.machine_busy:>6.0%}")
 
 
+def format_window_ratios(bare: Result, referral: Result) -> str:
+    """Format the referral rate over the bare rate of each round, which shows how much the machine's speed moved."""
+    ratios = [referral_rate / bare_rate if bare_rate else float("nan")
+              for referral_rate, bare_rate in zip(referral.window_rates, bare.window_rates, strict=True)]
+    return "ratio in each round of windows: " + " ".join(f"{ratio:.3f}" for ratio in ratios)
+
+
 def format_verdicts(bare: Result, referral: Result) -> str:
     ratio = referral.closed.rate / bare.closed.rate
     p99 = referral.open.percentile_ms(0.99)
@@ -505,6 +522,7 @@ def format_verdicts(bare: Result, referral: Result) -> str:
     latency_verdict = "PASS" if p99 < MAX_OPEN_LOOP_P99_MS else "FAIL"
     return "\n".join([
         f"ratio referral_rate / bare_rate: {ratio:.3f}",
+        format_window_ratios(bare, referral),
         f"{rate_verdict}  consultation referral max rate >= {MIN_RATE_RATIO:.0%} of GET /healthz ({ratio:.1%})",
         f"{latency_verdict}  consultation referral p99 at half its max rate < {MAX_OPEN_LOOP_P99_MS:.0f} ms "
         f"({p99:.1f} ms at {referral.open_rate:.1f} requests/s)",
