@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -21,6 +21,8 @@ from hotline.models import Agency, AgencyStatusChange, User
 from hotline.validation import N_, InputError, unknown_value
 
 log = logging.getLogger("hotline.agencies")
+
+MINUTES_PER_DAY = 24 * 60
 
 KINDS = {
     "funeral_home": ("区殡仪馆自有队伍", "Funeral home team"),
@@ -203,6 +205,24 @@ def on_duty(agency: Agency, local_now: datetime) -> bool:
     if start < end:
         return start <= minute < end
     return minute >= start or minute < end
+
+
+def duty_ends_at(agency: Agency, local_now: datetime) -> datetime | None:
+    """Return when the duty window that contains `local_now` ends, in the same time zone.
+
+    None when the agency has no duty hours, is on duty round the clock (00:00-24:00) or is off duty at
+    `local_now`.
+    """
+    if not agency.duty_hours or not on_duty(agency, local_now):
+        return None
+    start_text, _, end_text = agency.duty_hours.partition("-")
+    start, end = _minute_of_day(start_text), _minute_of_day(end_text)
+    if (start, end) == (0, MINUTES_PER_DAY):
+        return None
+    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # A window past midnight, entered before midnight, ends on the next day.
+    next_day = start > end and local_now.hour * 60 + local_now.minute >= start
+    return midnight + timedelta(days=1 if next_day else 0, minutes=end)
 
 
 def _minute_of_day(text: str) -> int:

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from hotline.agencies import out_of_dispatch_reason
+from hotline.agencies import duty_ends_at, out_of_dispatch_reason
 from hotline.clock import local
 from hotline.dispatch import targets
 from hotline.events import record_event
@@ -39,6 +39,8 @@ ACCEPTING_STATUSES = ("dispatching",)
 REDISPATCH_STATUSES = ("new", "dispatching")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 HOLD_TAGS = ("dispatch_escalated", "dispatch_held")
+# The shortest time an agency gets to respond to an offer made in the last minute of its duty hours.
+MIN_RESPONSE_SECONDS = 60
 ACCEPT_WORDS = {"接单", "接", "同意", "ACCEPT", "YES", "Y", "1"}
 DECLINE_WORDS = {"拒绝", "拒", "DECLINE", "NO", "N", "2"}
 ARRIVE_WORDS = {"到达", "已到", "到", "ARRIVED", "3"}
@@ -97,9 +99,9 @@ def offer_to_next_target(session: Session, runtime, ticket: Ticket, attempt: int
     local_now = local(now, runtime.settings.timezone)
     choice = targets.choose(session, config, ticket, facts_for(session, runtime, ticket, now), local_now, exclude)
     if choice.candidate is not None:
+        timeout_seconds, reason = _response_window(choice, local_now)
         return make_offer(session, runtime, ticket, choice.candidate.agency, attempt, now,
-                          target_id=choice.target.id, timeout_seconds=choice.target.timeout_seconds,
-                          reason=_target_reason(choice))
+                          target_id=choice.target.id, timeout_seconds=timeout_seconds, reason=reason)
     if choice.target is not None:
         _hold(session, runtime, ticket, choice.target, now)
         return None
@@ -115,6 +117,20 @@ def _target_reason(choice: targets.Choice) -> str:
     if choice.skipped:
         reason += f"；此前跳过：{'；'.join(choice.skipped)}"
     return reason
+
+
+def _response_window(choice: targets.Choice, local_now: datetime) -> tuple[int, str]:
+    """Return the seconds the agency has to respond and the offer's reason.
+
+    An offer ends with the agency's duty hours, so a ticket offered near their end goes to the next agency
+    when they end, not a whole timeout later. The agency still gets MIN_RESPONSE_SECONDS.
+    """
+    timeout_seconds, reason = choice.target.timeout_seconds, _target_reason(choice)
+    ends = duty_ends_at(choice.candidate.agency, local_now)
+    if ends is None or (ends - local_now).total_seconds() >= timeout_seconds:
+        return timeout_seconds, reason
+    left = max(MIN_RESPONSE_SECONDS, int((ends - local_now).total_seconds()))
+    return left, f"{reason}；该机构值班至 {ends:%H:%M}，应答时限随之缩短"
 
 
 def make_offer(session: Session, runtime, ticket: Ticket, agency: Agency, attempt: int, now: datetime,
