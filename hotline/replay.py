@@ -56,8 +56,7 @@ def send_all(records: list[dict[str, Any]], transport: Transport, base_url: str,
         if before_each is not None:
             before_each(datetime.fromisoformat(record["at"]))
         if shift is None:
-            # The service stamps intake with its own clock, so times inside bodies move by the same amount.
-            shift = clock_now() - datetime.fromisoformat(record["at"])
+            shift = death_time_shift(datetime.fromisoformat(record["at"]), clock_now())
         status, body = _send(_shifted(record, shift), transport, base_url, auth_token, source_tokens)
         counts.requests += 1
         counts.by_status[status] += 1
@@ -65,8 +64,19 @@ def send_all(records: list[dict[str, Any]], transport: Transport, base_url: str,
     return counts
 
 
+def death_time_shift(first_at: datetime, now: datetime) -> timedelta:
+    """Return the whole days that move the recording's first day to the day before `now`, in its time zone.
+
+    The service stamps intake with its own clock and rejects a time of death later than that, while a
+    recorded day is sent in seconds. Moved to the day before, every recorded death is in the past. A replay
+    later on the same day moves them by the same days, so its referrals are the same as the first replay's.
+    """
+    today = now.astimezone(first_at.tzinfo).date()
+    return timedelta(days=(today - first_at.date()).days - 1)
+
+
 def _shifted(record: dict[str, Any], shift: timedelta) -> dict[str, Any]:
-    """Move a referral's time of death by `shift`, so it keeps its place relative to the replayed intake.
+    """Move a referral's time of death by `shift` (see `death_time_shift`).
 
     Every resend of a referral moves by the same `shift`, so it stays identical to the first send.
     """

@@ -66,6 +66,19 @@ def test_replay_day_makes_one_ticket_each(runtime, transport, seeded):
     assert all(len(numbers) == 1 for numbers in owners.values())
 
 
+def test_replay_within_seconds_accepts_every_referral(runtime, transport, seeded):
+    records = replay.read_lines(DAY_FILE.read_text(encoding="utf-8").splitlines())
+    referral_keys = {(record["source"], record["json"]["external_id"]) for record in records
+                     if record["kind"] == "referral"}
+
+    # As a user's replay runs: the whole day arrives at once, at the hour the recording starts.
+    with time_machine.travel(datetime.fromisoformat(records[0]["at"]), tick=False):
+        counts = replay.send_all(records, transport, BASE_URL, runtime.settings.twilio_auth_token, seeded)
+
+    assert counts.errors == []
+    assert counts.referrals_created == len(referral_keys)
+
+
 def test_replay_day_queue_serves_referrals_first(runtime, transport, seeded):
     _, _, tickets = _replay_day(runtime, transport, seeded)
 
@@ -170,3 +183,23 @@ def test_replay_moves_time_of_death_with_intake():
     assert record["json"]["deceased"]["died_at"] == "2026-12-07T06:10:00+08:00", "the sample is left as it was"
     assert replay._shifted(record, timedelta(days=-2, hours=1)) == moved, "a resend moves the same way"
     assert replay._shifted(record, timedelta(0)) is record
+
+
+def test_death_time_shift_lands_on_day_before():
+    first_at = datetime.fromisoformat("2026-12-07T00:05:00+08:00")
+
+    assert replay.death_time_shift(first_at, first_at) == timedelta(days=-1)
+    assert replay.death_time_shift(first_at, datetime.fromisoformat("2026-12-06T02:30:00Z")) == timedelta(days=-2)
+    assert replay.death_time_shift(first_at, datetime.fromisoformat("2026-12-08T23:59:00+08:00")) == timedelta(0)
+
+
+def test_replayed_deaths_before_send_day():
+    records = replay.read_lines(DAY_FILE.read_text(encoding="utf-8").splitlines())
+    first_at = datetime.fromisoformat(records[0]["at"])
+    shift = replay.death_time_shift(first_at, first_at)
+
+    moved = [replay._shifted(record, shift)["json"]["deceased"]["died_at"] for record in records
+             if record["kind"] == "referral" and (record["json"].get("deceased") or {}).get("died_at")]
+
+    assert moved
+    assert all(datetime.fromisoformat(died_at) < first_at.replace(hour=0, minute=0) for died_at in moved)
