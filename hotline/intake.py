@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from hotline import locks, phones
 from hotline.agencies import DISPATCHABLE_STATUSES
+from hotline.clock import isoformat
 from hotline.driver_sql import fetch_one
 from hotline.events import record_event
 from hotline.models import Agency, Call, Referral, Ticket, TicketEvent
@@ -64,6 +65,8 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 # How far ahead of the hotline's clock a time of death may lie, for a source whose clock runs fast.
 DIED_AT_CLOCK_SKEW = timedelta(minutes=10)
+# A time of death before this year is a typing error, not a case for the hotline.
+EARLIEST_DEATH_YEAR = 1950
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
 # hotline.text_guard rejects every other control character in any request. Of a referral's text, only the
@@ -318,19 +321,30 @@ def _deceased(value: Any, now: datetime) -> dict[str, Any] | None:
     _reject_unknown_fields(value, DECEASED_FIELDS, "deceased.")
     died_at = _string(value, "died_at", max_length=40, prefix="deceased.")
     if died_at is not None:
-        try:
-            parsed = datetime.fromisoformat(died_at)
-        except ValueError:
-            raise wrong_type("deceased.died_at", "instant") from None
-        if parsed.tzinfo is None:
-            raise wrong_type("deceased.died_at", "instant")
-        if parsed > now + DIED_AT_CLOCK_SKEW:
-            raise InputError("time_in_future", N_("Field %(field)s is later than now: %(value)s. Send the time the "
-                                                  "death occurred."), field="deceased.died_at", value=died_at)
+        died_at = _death_instant(died_at, now)
     place = _string(value, "place", max_length=32, prefix="deceased.")
     if place is not None and place not in DEATH_PLACES:
         raise unknown_value("deceased.place", place, DEATH_PLACES)
     return {"died_at": died_at, "place": place}
+
+
+def _death_instant(text: str, now: datetime) -> str:
+    """Check a time of death received at `now` and return it as ISO 8601 in Asia/Shanghai, with its offset."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise wrong_type("deceased.died_at", "instant") from None
+    if parsed.tzinfo is None:
+        raise wrong_type("deceased.died_at", "instant")
+    # Checked on the year first: converting a time in year 1 to UTC overflows.
+    if parsed.year < EARLIEST_DEATH_YEAR:
+        raise InputError("invalid_date", N_("Field %(field)s is %(value)s, before %(year)s; check the year."),
+                         field="deceased.died_at", value=text, year=EARLIEST_DEATH_YEAR)
+    if parsed > now + DIED_AT_CLOCK_SKEW:
+        raise InputError("time_in_future", N_("Field %(field)s is %(value)s, more than %(minutes)s minutes after "
+                                              "the referral arrived; send the time the death occurred."),
+                         field="deceased.died_at", value=text, minutes=DIED_AT_CLOCK_SKEW // timedelta(minutes=1))
+    return isoformat(parsed)
 
 
 def _chosen_agency(session: Session, name: str | None) -> int | None:

@@ -457,18 +457,23 @@ def test_unknown_town_lists_accepted_towns(client, seeded):
 RECEIVED_AT = datetime.fromisoformat("2026-12-04T12:00:00+08:00")
 
 
-@pytest.mark.parametrize("died_at", ["2026-12-04T11:59:59+08:00", "2026-12-04T12:10:00+08:00",
-                                     "2026-12-04T04:10:00Z"])
-def test_died_at_within_clock_skew_accepted(client, seeded, died_at):
+@pytest.mark.parametrize("died_at, stored", [
+    ("2026-12-04T11:59:59+08:00", "2026-12-04T11:59:59+08:00"),
+    ("2026-12-04T12:10:00+08:00", "2026-12-04T12:10:00+08:00"),
+    ("2026-12-04T04:10:00Z", "2026-12-04T12:10:00+08:00"),
+    ("2026-12-04 03:00:00.5-01:00", "2026-12-04T12:00:00.500000+08:00"),
+    ("1950-01-01T00:00:00+08:00", "1950-01-01T00:00:00+08:00"),
+])
+def test_died_at_stored_in_shanghai_time(client, seeded, died_at, stored):
     with time_machine.travel(RECEIVED_AT, tick=False):
         response = _post(client, seeded["community_worker"], _with(deceased={"died_at": died_at, "place": "home"}))
 
     assert response.status_code == 201
-    assert response.get_json()["deceased"]["died_at"] == died_at
+    assert response.get_json()["deceased"]["died_at"] == stored
 
 
 @pytest.mark.parametrize("died_at", ["2026-12-04T12:10:01+08:00", "2026-12-04T04:10:01Z",
-                                     "2027-12-04T12:00:00+08:00"])
+                                     "2027-12-04T12:00:00+08:00", "9999-12-31T23:59:59-12:00"])
 def test_future_died_at_rejected(client, seeded, runtime, died_at):
     before = _row_counts(runtime)
 
@@ -480,7 +485,22 @@ def test_future_died_at_rejected(client, seeded, runtime, died_at):
     assert error["code"] == "time_in_future"
     assert error["field"] == "deceased.died_at"
     assert died_at in error["message"]
-    assert "晚于当前时间" in error["message"]
+    assert "晚于转介送达时间超过 10 分钟" in error["message"]
+    assert _row_counts(runtime) == before
+
+
+@pytest.mark.parametrize("died_at", ["0001-01-01T00:00:00+08:00", "1949-12-31T23:59:59+08:00"])
+def test_early_died_at_rejected(client, seeded, runtime, died_at):
+    before = _row_counts(runtime)
+
+    with time_machine.travel(RECEIVED_AT, tick=False):
+        response = _post(client, seeded["community_worker"], _with(deceased={"died_at": died_at}))
+
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_date"
+    assert error["field"] == "deceased.died_at"
+    assert died_at in error["message"]
     assert _row_counts(runtime) == before
 
 
@@ -490,7 +510,8 @@ def test_future_died_at_message_in_english(client, seeded):
                          language="en")
 
     assert response.get_json()["error"]["message"] == (
-        "Field deceased.died_at is later than now: 2026-12-05T08:00:00+08:00. Send the time the death occurred.")
+        "Field deceased.died_at is 2026-12-05T08:00:00+08:00, more than 10 minutes after the referral arrived; "
+        "send the time the death occurred.")
 
 
 def test_error_message_in_callers_language(client, seeded):

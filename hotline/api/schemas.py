@@ -94,8 +94,8 @@ REFERRAL = {
         "deceased": {
             "type": ["object", "null"],
             "properties": {
-                "died_at": {**optional_text(40, "ISO 8601 instant with its offset, at most 10 minutes after the time "
-                                                   "of receipt."), "format": "date-time"},
+                "died_at": {**optional_text(40, "ISO 8601 instant with its offset, from 1950 to 10 minutes after "
+                                                   "the referral arrives."), "format": "date-time"},
                 "place": {"type": ["string", "null"], "enum": [*DEATH_PLACES, None]},
             },
             "additionalProperties": False,

@@ -83,6 +83,7 @@ FIELD_MESSAGES = {
     "invalid_value": N_("Choose one of the options shown."),
     "invalid_type": N_("Enter both the date and the time."),
     "time_in_future": N_("This time is later than now; enter when the death occurred."),
+    "invalid_date": N_("This time is too early; check the year."),
     "multiple_phones": N_("Write one phone number here; put any other number in the note for the operator."),
 }
 FORM_EXPIRED_MESSAGE = N_("The form was out of date, so nothing was sent. Check the entries and send it again.")
