@@ -215,11 +215,11 @@ def test_resend_changes_shown_by_label(operator, seeded):
 @time_machine.travel(MONDAY_MORNING, tick=False)
 def test_ticket_page_flags_death_after_intake(operator, seeded):
     number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
-                   town="练塘镇", deceased={"died_at": "2026-12-08T06:10:00+08:00"})
+                   town="练塘镇", deceased={"died_at": "2026-12-07T09:05:00+08:00"})
 
     page = operator.get(f"/tickets/{number}").get_data(as_text=True)
 
-    assert "2026-12-08 06:10 · 晚于受理时间，请核实" in page
+    assert "2026-12-07 09:05 · 晚于受理时间，请核实" in page
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
