@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from hotline import agency_fields
+from hotline import agency_fields, system_reasons
 from hotline.models import Agency, AgencyStatusChange, User
 from hotline.validation import N_, InputError, unknown_value
 
@@ -49,7 +49,7 @@ DISPATCHABLE_STATUSES = ("approved", "watch")
 # Wording in SMS and ticket events of each status that receives no offers.
 OUT_OF_DISPATCH_STATUSES = {"pending": "机构尚未通过审核", "suspended": "机构已被暂停派单", "revoked": "机构资格已撤销"}
 INITIAL_STATUS = "pending"
-CREATION_REASON = "新登记"
+CREATION_REASON = system_reasons.AGENCY_REGISTERED
 # Documents whose expiry takes an agency out of dispatch, with their labels.
 DOCUMENTS = {"filing": ("备案", "Filing"), "licence": ("营业执照", "Business licence")}
 

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from hotline import locks, phones
+from hotline import locks, phones, system_reasons
 from hotline.agencies import DISPATCHABLE_STATUSES
 from hotline.clock import isoformat
 from hotline.driver_sql import fetch_one
@@ -445,7 +445,7 @@ def open_call(session: Session, runtime, form: Mapping[str, str], now: datetime)
     session.flush()
     if not created:
         record_event(session, ticket, "call_attached", actor="twilio", to_value=call_sid, at=now,
-                     reason="同一来电号码已有未办结工单")
+                     reason=system_reasons.CALLER_HAS_OPEN_TICKET)
     assign_numbers(session, runtime.settings.timezone)
     log.info("Intake: call %s on ticket %s (new ticket: %s)", call_sid, ticket.number, created)
     return IntakeResult(ticket, created=created)
@@ -482,7 +482,7 @@ def _apply_menu_choice(session: Session, runtime, ticket: Ticket, digit: str, ca
     record_event(session, ticket, "menu_choice", actor="twilio", from_value=old_category, to_value=ticket.category,
                  data={"digit": digit, "needs": needs}, at=now)
 
-    apply_rules(session, runtime, ticket, now, actor="rules", reason="来电菜单选择后重新评估")
+    apply_rules(session, runtime, ticket, now, actor="rules", reason=system_reasons.MENU_CHOICE_REEVALUATED)
     if ticket.category == "agency_service" and old_category != "agency_service":
         schedule_job(session, "dispatch_ticket", ticket.id)
 
@@ -509,7 +509,7 @@ def record_call_status(session: Session, runtime, form: Mapping[str, str], now: 
         ticket.tags = sorted(set(ticket.tags or []) | {"callback_needed"})
         session.add(ticket)
         record_event(session, ticket, "callback_needed", actor="twilio", to_value=status, at=now,
-                     reason="来电在菜单选择前结束，需回电")
+                     reason=system_reasons.CALL_ENDED_BEFORE_CHOICE)
     return IntakeResult(ticket, created=False)
 
 

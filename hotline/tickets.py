@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
-from hotline import checklists, referrers, webhooks
+from hotline import checklists, referrers, system_reasons, webhooks
 from hotline.events import new_event, record_event
 from hotline.models import Agency, Call, ChecklistItem, Offer, SlaClock, Ticket, TicketCounter, TicketEvent
 from hotline.nulls_last import NullsLast
@@ -352,9 +352,9 @@ def _withdraw_pending_offers(session: Session, ticket: Ticket, actor: str, now: 
     for offer in offers:
         offer.state = "cancelled"
         offer.responded_at = now
-        offer.response_reason = "话务员已接手或工单已结束"
+        offer.response_reason = system_reasons.OPERATOR_TOOK_OVER
         session.add(offer)
-        record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason="话务员已接手或工单已结束",
+        record_event(session, ticket, "offer_cancelled", actor=actor, at=now, reason=system_reasons.OPERATOR_TOOK_OVER,
                      data={"offer_id": offer.id, "attempt": offer.attempt})
         agency = session.get(Agency, offer.agency_id)
         add_message(session, "sms", agency.contact_phone,
@@ -401,7 +401,7 @@ def claim(session: Session, runtime, ticket: Ticket, user_id: int, actor: str, n
     session.refresh(ticket)
     record_event(session, ticket, "claimed", actor=actor, to_value=str(user_id), at=now)
     if ticket.status == "new":
-        set_status(session, runtime, ticket, "in_progress", actor, "签收", now)
+        set_status(session, runtime, ticket, "in_progress", actor, system_reasons.CLAIMED, now)
     else:
         sla_clocks.mark_met(session, ticket, ["first_response"], now, actor=actor,
                             policies=runtime.component("sla_policies"), calendars=runtime.component("calendars"))

@@ -388,6 +388,14 @@ def test_agency_page_shows_history(supervisor, runtime):
     assert '<dd id="pending-offers">—</dd>' in page
 
 
+def test_agency_history_reason_in_english(supervisor, runtime):
+    with time_machine.travel(CHANGE_TIME, tick=False):
+        page = supervisor.get(f"/supervisor/agencies/{agency_named(runtime, FUSHUN).id}?lang=en").get_data(as_text=True)
+
+    assert '<td class="note">New registration</td>' in page
+    assert "新登记" not in page
+
+
 def test_agency_page_lists_pending_offers(supervisor, runtime):
     ticket_id = body_transport_ticket(runtime)
 

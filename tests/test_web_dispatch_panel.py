@@ -66,6 +66,19 @@ def test_panel_reasons_in_english(operator, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_system_reasons_in_page_language(operator, seeded):
+    number = refer(operator, seeded["shequyun"], "P-10", category="agency_service", needs=["body_transport"],
+                   town="练塘镇")
+
+    english = operator.get(f"/tickets/{number}?lang=en").get_data(as_text=True)
+    chinese = operator.get(f"/tickets/{number}?lang=zh").get_data(as_text=True)
+
+    assert "Offered to an agency" in english
+    assert "派单给代理机构" not in english
+    assert "派单给代理机构" in chinese
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_withdraw_then_offer_by_hand(operator, runtime, seeded):
     number = refer(operator, seeded["shequyun"], "P-2", category="agency_service", needs=["body_transport"],
                    town="练塘镇")

@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from hotline import system_reasons
 from hotline.agencies import duty_ends_at, out_of_dispatch_reason
 from hotline.clock import local
 from hotline.dispatch import targets
@@ -149,7 +150,7 @@ def make_offer(session: Session, runtime, ticket: Ticket, agency: Agency, attemp
                     f"如已人工安排，请在工单页面撤回此派单。",
                     idempotency_key=f"dispatch-after-escalation:{offer.id}", ticket_id=ticket.id)
     ticket.tags = [tag for tag in ticket.tags or [] if tag not in HOLD_TAGS]
-    set_status(session, runtime, ticket, "dispatching", actor, "派单给代理机构", now)
+    set_status(session, runtime, ticket, "dispatching", actor, system_reasons.OFFERED_TO_AGENCY, now)
     sla_clocks.offer_sent(session, runtime, ticket, now)
     record_event(session, ticket, "offer_sent", actor=actor, to_value=agency.name,
                  reason=reason, at=now,
@@ -168,7 +169,7 @@ def _hold(session: Session, runtime, ticket: Ticket, target, now: datetime) -> N
         return
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_held"})
     session.add(ticket)
-    set_status(session, runtime, ticket, "dispatching", "dispatch", "等待代理机构空出", now)
+    set_status(session, runtime, ticket, "dispatching", "dispatch", system_reasons.WAITING_FOR_FREE_AGENCY, now)
     record_event(session, ticket, "dispatch_held", actor="dispatch", to_value=target.id, at=now,
                  reason=f"{target.description}：符合条件的机构均已满额，空出后自动派单")
     log.info("Dispatch: ticket %s held on target %s until an agency is free", ticket.number, target.id)
@@ -189,7 +190,7 @@ def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: date
         return
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
     session.add(ticket)
-    set_status(session, runtime, ticket, "dispatching", "dispatch", "等待人工安排派单", now)
+    set_status(session, runtime, ticket, "dispatching", "dispatch", system_reasons.WAITING_FOR_MANUAL_DISPATCH, now)
     reason = "无可派单的代理机构，已通知值班主管"
     if skipped:
         reason += f"。各派单目标：{'；'.join(skipped)}"
@@ -317,7 +318,7 @@ def _accepted(session: Session, runtime, ticket: Ticket, agency: Agency, offer: 
     session.add(ticket)
     record_event(session, ticket, "offer_accepted", actor=actor, to_value=agency.name, at=now,
                  data={"offer_id": offer.id, "attempt": offer.attempt})
-    set_status(session, runtime, ticket, "dispatched", actor, "代理机构已接单", now)
+    set_status(session, runtime, ticket, "dispatched", actor, system_reasons.AGENCY_ACCEPTED, now)
     sla_clocks.offer_accepted(session, runtime, ticket, now, actor)
     contact = ticket.caller_phone or "见工单"
     if ticket.caller_phone and ticket.caller_phone_ext:
@@ -363,7 +364,7 @@ def _expire_one(runtime, offer_id: int, now: datetime) -> int:
         ticket = session.get(Ticket, offer.ticket_id)
         agency = session.get(Agency, offer.agency_id)
         record_event(session, ticket, "offer_timed_out", actor="dispatch", from_value=agency.name, at=now,
-                     reason="代理机构未在时限内接单", data={"offer_id": offer.id, "attempt": offer.attempt})
+                     reason=system_reasons.AGENCY_DID_NOT_ACCEPT, data={"offer_id": offer.id, "attempt": offer.attempt})
         schedule_job(session, "dispatch_ticket", ticket.id)
         log.info("Dispatch: offer %s to agency %s timed out for ticket %s", offer_id, agency.id, ticket.number)
         return 1

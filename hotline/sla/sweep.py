@@ -20,7 +20,7 @@ from sqlalchemy import insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from hotline import outbox
+from hotline import outbox, system_reasons
 from hotline.clock import as_aware_utc, isoformat
 from hotline.clock import now as clock_now
 from hotline.events import SYSTEM, record_event
@@ -250,7 +250,7 @@ def recompute_provisional(runtime, now: datetime) -> int:
                 continue
             finalised += 1
             record_event(session, session.get(Ticket, clock.ticket_id), kind="sla_recomputed", actor=SYSTEM,
-                         at=now, reason="节假日数据已补充", from_value=isoformat(previous_due),
+                         at=now, reason=system_reasons.HOLIDAY_DATA_ADDED, from_value=isoformat(previous_due),
                          to_value=isoformat(clock.due_at),
                          data={"target": clock.target, "due_at": isoformat(clock.due_at), "provisional": False})
             log.info("SLA: clock %s no longer provisional, due %s (was %s)", clock.id, isoformat(clock.due_at),

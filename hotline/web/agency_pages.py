@@ -20,7 +20,7 @@ from flask_babel import gettext, ngettext, pgettext
 from flask_login import current_user
 from sqlmodel import Session, select
 
-from hotline import agencies
+from hotline import agencies, system_reasons
 from hotline.clock import local, now
 from hotline.dispatch import withdrawals
 from hotline.i18n import current_language
@@ -182,7 +182,7 @@ def _history_rows(session: Session, agency: Agency, language: str) -> list[dict[
         "at": display.show_time(change.at, tz),
         "from": status_label(change.from_status, language) if change.from_status else gettext("(registered)"),
         "to": status_label(change.to_status, language),
-        "reason": change.reason,
+        "reason": system_reasons.worded(change.reason, language),
         "actor": display.actor_text(change.actor, users, {}, language),
     } for change, _username in agencies.history(session, agency.id)]
 

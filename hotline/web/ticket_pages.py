@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 from werkzeug.datastructures import MultiDict
 
-from hotline import checklists, merging, phones, tickets
+from hotline import checklists, merging, phones, system_reasons, tickets
 from hotline.clock import as_aware_utc, now
 from hotline.i18n import current_language
 from hotline.models import Agency, ChecklistItem, Offer, Referral, SlaClock, Ticket, TicketEvent, Town, User
@@ -427,8 +427,8 @@ def _offer_row(offer: Offer, agencies, at, tz, language: str) -> dict[str, Any]:
         "state": label(display.OFFER_STATES, offer.state, language),
         "accept_by": display.show_time(offer.accept_by, tz),
         "countdown": display.countdown_text(offer.accept_by, at, language) if pending else "",
-        "reason": offer.reason,
-        "response_reason": offer.response_reason or "",
+        "reason": system_reasons.worded(offer.reason, language),
+        "response_reason": system_reasons.worded(offer.response_reason, language),
         "code": offer.code,
     }
 
@@ -448,7 +448,7 @@ def _event_row(event: TicketEvent, users, agencies, tz, language: str) -> dict[s
             "kind": _event_kind_label(kind, language),
             "actor": display.actor_text(event.actor, users, agencies, language),
             "change": display.event_change(kind, event.from_value, event.to_value, data, users, tz, language),
-            "reason": event.reason or "",
+            "reason": system_reasons.worded(event.reason, language),
         }
     if origin:
         row["kind"] = gettext("%(kind)s (from %(number)s)", kind=row["kind"], number=origin)
@@ -475,7 +475,7 @@ def _checklist_event_row(event: TicketEvent, kind: str, data: dict[str, Any] | N
         "kind": label(checklists.EVENT_KINDS, kind, language),
         "actor": display.actor_text(event.actor, users, agencies, language),
         "change": change,
-        "reason": event.reason or "",
+        "reason": system_reasons.worded(event.reason, language),
     }
 
 
