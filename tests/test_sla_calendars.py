@@ -289,6 +289,8 @@ def test_elapsed_rejects_reversed_range(workday):
     ("calendars:\n  workday: {hours: ['08:30-17:00'], weekdays: [mon], years: {2027: {holidays: [2028-01-01]}}}",
      "another year"),
     ("calendars: [", "invalid YAML"),
+    ("calendars:\n  workday: {label: 12, hours: ['08:30-17:00'], weekdays: [mon]}", "label 12 is invalid"),
+    ("calendars:\n  workday: {label_en: '', hours: ['08:30-17:00'], weekdays: [mon]}", "label_en '' is invalid"),
 ])
 def test_invalid_calendar_file_names_problem(tmp_path, body, problem):
     path = write_calendars(tmp_path, body)
@@ -303,3 +305,15 @@ def test_invalid_calendar_file_names_problem(tmp_path, body, problem):
 def test_missing_calendar_file_names_path(tmp_path):
     with pytest.raises(RuleError, match="cannot be read"):
         load_calendars(tmp_path / "calendars.yaml", SHANGHAI)
+
+
+def test_calendar_labels_by_language(tmp_path):
+    path = write_calendars(tmp_path, "calendars:\n  workday: {label: 工作日, label_en: working-day, "
+                                     "hours: ['08:30-17:00'], weekdays: [mon]}\n"
+                                     "  night: {hours: ['20:00-24:00'], weekdays: [mon]}")
+
+    calendars = load_calendars(path, SHANGHAI)
+
+    assert calendars["workday"].label("zh") == "工作日"
+    assert calendars["workday"].label("en") == "working-day"
+    assert calendars["night"].label("zh") == "night", "a calendar without labels is named by its id"

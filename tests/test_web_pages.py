@@ -168,6 +168,7 @@ def test_ticket_page_shows_everything_staff_need(operator, seeded):
     assert "签收" in page
     assert "话务员 王丽" in page, "the timeline names the actor"
     assert re.search(r'<tr class="sla-\w+" title="开始 2026-12-07 09:00 \+ ', page), "clock arithmetic on hover"
+    assert "按全天候计" in page, "the calendar by its label"
     assert "P1：需接运遗体（规则 body-transport-urgent）" in page, "the rule trace reads as sentences"
     assert "不符合：" in page
     assert "派单记录" in page
@@ -210,6 +211,7 @@ def test_resend_changes_shown_by_label(operator, seeded):
     assert "备注（已删除）" in chinese
     assert "Category: Assisted application" in english
     assert "Note (removed)" in english
+    assert "of working-day time" in english, "the SLA calendar by its English label"
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)

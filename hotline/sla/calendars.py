@@ -41,7 +41,7 @@ MAX_SCAN_DAYS = 3660
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _PERIOD = re.compile(r"(\d{2}):(\d{2})-(\d{2}):(\d{2})")
-_CALENDAR_KEYS = ("hours", "weekdays", "statutory_holidays", "years", "closures", "extra_workdays")
+_CALENDAR_KEYS = ("label", "label_en", "hours", "weekdays", "statutory_holidays", "years", "closures", "extra_workdays")
 _YEAR_KEYS = ("holidays", "makeup_workdays")
 
 
@@ -85,8 +85,10 @@ class BusinessCalendar:
         years: dict[int, YearOverride] | None = None,
         closures: Iterable[date] = (),
         extra_workdays: Iterable[date] = (),
+        labels: tuple[str | None, str | None] = (None, None),
     ):
         self.name = name
+        self.labels = labels
         self.tz = tz
         self.periods = tuple(periods)
         self.weekdays = frozenset(weekdays)
@@ -103,6 +105,11 @@ class BusinessCalendar:
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.name!r})"
+
+    def label(self, language: str) -> str:
+        """Return the calendar's name for people in `language` ("zh" or "en"), or its id without one."""
+        chinese, english = self.labels
+        return (english if language == "en" else chinese) or self.name
 
     @property
     def always_open(self) -> bool:
@@ -440,7 +447,15 @@ def _build_calendar(name: str, spec: Any, tz: ZoneInfo, where: str) -> BusinessC
         years=_parse_years(spec.get("years") or {}, where),
         closures=_parse_dates(spec.get("closures") or [], f"{where}, closures"),
         extra_workdays=_parse_dates(spec.get("extra_workdays") or [], f"{where}, extra_workdays"),
+        labels=(_parse_label(spec, "label", where), _parse_label(spec, "label_en", where)),
     )
+
+
+def _parse_label(spec: dict, key: str, where: str) -> str | None:
+    value = spec.get(key)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise RuleError(f"{where}: {key} {value!r} is invalid: expected a non-empty text")
+    return value
 
 
 def _parse_periods(raw: Any, where: str) -> list[tuple[int, int]]:

@@ -212,12 +212,17 @@ def _instant_text(value: str | None, tz) -> str | None:
     return show_time(instant, tz) if instant.tzinfo is not None else value
 
 
-def clock_arithmetic(clock, tz, language: str) -> str:
-    """Show how a clock's due instant was reached: start + working time + time paused = due."""
+def clock_arithmetic(clock, tz, language: str, calendars: Mapping[str, Any] | None = None) -> str:
+    """Show how a clock's due instant was reached: start + working time + time paused = due.
+
+    The calendar is named by its label in `calendars` (hotline.sla.calendars), else by its id.
+    """
+    calendar = (calendars or {}).get(clock.calendar)
     return gettext(
         "started %(start)s + %(duration)s of %(calendar)s time + %(paused)s paused = due %(due)s",
         start=show_time(clock.started_at, tz), duration=duration_text(clock.duration_seconds, language),
-        calendar=clock.calendar, paused=duration_text(clock.paused_seconds, language),
+        calendar=calendar.label(language) if calendar is not None else clock.calendar,
+        paused=duration_text(clock.paused_seconds, language),
         due=show_time(clock.due_at, tz),
     )
 

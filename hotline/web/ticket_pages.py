@@ -415,7 +415,7 @@ def _clock_row(clock: SlaClock, at, tz, language: str) -> dict[str, Any]:
         "state": label(SLA_STATES, state, language),
         "colour": colour,
         "countdown": display.countdown_text(clock.due_at, at, language) if live else "",
-        "arithmetic": display.clock_arithmetic(clock, tz, language),
+        "arithmetic": display.clock_arithmetic(clock, tz, language, runtime().component("calendars")),
         "provisional": clock.provisional,
     }
 
