@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from hotline import locks, phones, system_reasons
 from hotline.agencies import DISPATCHABLE_STATUSES
-from hotline.clock import isoformat
+from hotline.clock import SHANGHAI, isoformat
 from hotline.driver_sql import fetch_one
 from hotline.events import record_event
 from hotline.models import Agency, Call, Referral, Ticket, TicketEvent
@@ -65,8 +65,8 @@ RESIDENT_FIELDS = ("name", "phone", "town", "committee", "address")
 DECEASED_FIELDS = ("died_at", "place")
 # How far ahead of the hotline's clock a time of death may lie, for a source whose clock runs fast.
 DIED_AT_CLOCK_SKEW = timedelta(minutes=10)
-# A time of death before this year is a typing error, not a case for the hotline.
-EARLIEST_DEATH_YEAR = 1950
+# A time of death before this instant is a typing error, not a case for the hotline.
+EARLIEST_DEATH = datetime(1950, 1, 1, tzinfo=SHANGHAI)
 FINAL_CALL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
 SOURCE_CHANNELS = {"shequyun": "shequyun"}
 # hotline.text_guard rejects every other control character in any request. Of a referral's text, only the
@@ -92,7 +92,7 @@ class IntakeResult:
 def take_referral(session: Session, runtime, source: str, body: Any, token_id: int | None,
                   now: datetime) -> IntakeResult:
     """File a referral from `source` (taken from the caller's token, never from the body)."""
-    referral = validate_referral(session, body, now)
+    referral = validate_referral(session, body)
     resident = referral["resident"]
     existing_id, history = _earlier_referral_and_history(session, source, referral["external_id"],
                                                          resident["phone"], now)
@@ -102,6 +102,7 @@ def take_referral(session: Session, runtime, source: str, body: Any, token_id: i
         _record_changed_resend(session, existing, ticket, body, referral, now)
         return IntakeResult(ticket, created=False, external_id=referral["external_id"])
 
+    check_death_time(referral, now)
     new_ticket, referral_row = plan_referral(session, runtime, source, referral, body, token_id, history, now)
     _insert_referral_ticket(session, runtime, new_ticket, referral_row)
     if new_ticket.ticket.category == "agency_service":
@@ -189,7 +190,7 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
     the operator which fields the referrer changed, so a corrected phone number is not lost. Values are
     compared as stored, so "138-1234-5678" for "13812345678", or a town's code for its name, is no change.
     """
-    before, after = _comparable_pair(session, referral.payload or {}, body, validated, now)
+    before, after = _comparable_pair(session, referral.payload or {}, body, validated)
     changed = changed_fields(before, after)
     if not changed:
         return
@@ -208,15 +209,15 @@ def _record_changed_resend(session: Session, referral: Referral, ticket: Ticket,
              referral.external_id, ", ".join(changed), ticket.number)
 
 
-def _comparable_pair(session: Session, payload: dict[str, Any], body: dict[str, Any], validated: dict[str, Any],
-                     now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _comparable_pair(session: Session, payload: dict[str, Any], body: dict[str, Any],
+                     validated: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the first body and the resent one laid out by `_comparable`, or both as sent.
 
     A body accepted earlier can fail validation today, when, say, the agency it chose stopped taking
     offers. The two are then compared as sent, so that differences in layout are not reported as changes.
     """
     try:
-        return _comparable(validate_referral(session, payload, now)), _comparable(validated)
+        return _comparable(validate_referral(session, payload)), _comparable(validated)
     except InputError:
         return payload, body
 
@@ -252,8 +253,12 @@ def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any], prefix: 
     return changed
 
 
-def validate_referral(session: Session, body: Any, now: datetime) -> dict[str, Any]:
-    """Check and normalise a referral body received at `now`; raise InputError naming the first bad field."""
+def validate_referral(session: Session, body: Any) -> dict[str, Any]:
+    """Check and normalise a referral body; raise InputError naming the first bad field.
+
+    The time of death is checked against the time of receipt by `check_death_time`, for new referrals
+    only: a source retrying a referral accepted before that check existed still gets its ticket.
+    """
     if not isinstance(body, dict):
         raise InputError("invalid_body", N_("Request body must be a JSON object."), status=400)
     _reject_unknown_fields(body, REFERRAL_FIELDS, "")
@@ -276,7 +281,7 @@ def validate_referral(session: Session, body: Any, now: datetime) -> dict[str, A
         "chosen_agency_id": _chosen_agency(session, _string(body, "chosen_agency", max_length=100)),
         "referrer": _referrer(body.get("referrer")),
         "resident": _resident(session, body.get("resident")),
-        "deceased": _deceased(body.get("deceased"), now),
+        "deceased": _deceased(body.get("deceased")),
     }
 
 
@@ -313,7 +318,7 @@ def _resident(session: Session, value: Any) -> dict[str, Any]:
     }
 
 
-def _deceased(value: Any, now: datetime) -> dict[str, Any] | None:
+def _deceased(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -321,30 +326,45 @@ def _deceased(value: Any, now: datetime) -> dict[str, Any] | None:
     _reject_unknown_fields(value, DECEASED_FIELDS, "deceased.")
     died_at = _string(value, "died_at", max_length=40, prefix="deceased.")
     if died_at is not None:
-        died_at = _death_instant(died_at, now)
+        died_at = _death_instant(died_at)
     place = _string(value, "place", max_length=32, prefix="deceased.")
     if place is not None and place not in DEATH_PLACES:
         raise unknown_value("deceased.place", place, DEATH_PLACES)
     return {"died_at": died_at, "place": place}
 
 
-def _death_instant(text: str, now: datetime) -> str:
-    """Check a time of death received at `now` and return it as ISO 8601 in Asia/Shanghai, with its offset."""
+def _death_instant(text: str) -> str:
+    """Return a time of death as ISO 8601 in Asia/Shanghai with its offset, or as sent when it has no such form."""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise wrong_type("deceased.died_at", "instant") from None
     if parsed.tzinfo is None:
         raise wrong_type("deceased.died_at", "instant")
-    # Checked on the year first: converting a time in year 1 to UTC overflows.
-    if parsed.year < EARLIEST_DEATH_YEAR:
+    try:
+        return isoformat(parsed)
+    except OverflowError:
+        # A time near year 1 or 9999 leaves the range of datetime in UTC; check_death_time rejects it.
+        return text
+
+
+def check_death_time(referral: dict[str, Any], now: datetime) -> None:
+    """Raise InputError when a validated referral received at `now` gives an impossible time of death.
+
+    The time may lie at most DIED_AT_CLOCK_SKEW after `now`, and not before EARLIEST_DEATH in Shanghai.
+    """
+    died_at = (referral.get("deceased") or {}).get("died_at")
+    if died_at is None:
+        return
+    parsed = datetime.fromisoformat(died_at)
+    # The year first, so comparing a time near year 1 cannot overflow in the conversion to UTC.
+    if parsed.year < EARLIEST_DEATH.year - 1 or parsed < EARLIEST_DEATH:
         raise InputError("invalid_date", N_("Field %(field)s is %(value)s, before %(year)s; check the year."),
-                         field="deceased.died_at", value=text, year=EARLIEST_DEATH_YEAR)
+                         field="deceased.died_at", value=died_at, year=EARLIEST_DEATH.year)
     if parsed > now + DIED_AT_CLOCK_SKEW:
         raise InputError("time_in_future", N_("Field %(field)s is %(value)s, more than %(minutes)s minutes after "
                                               "the referral arrived; send the time the death occurred."),
-                         field="deceased.died_at", value=text, minutes=DIED_AT_CLOCK_SKEW // timedelta(minutes=1))
-    return isoformat(parsed)
+                         field="deceased.died_at", value=died_at, minutes=DIED_AT_CLOCK_SKEW // timedelta(minutes=1))
 
 
 def _chosen_agency(session: Session, name: str | None) -> int | None:

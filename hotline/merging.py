@@ -129,8 +129,9 @@ def _same_phone(session: Session, ticket: Ticket, now: datetime) -> list[Ticket]
 def _same_death(session: Session, ticket: Ticket, now: datetime) -> list[Ticket]:
     """Return the tickets that give the same time of death as `ticket`, compared as instants.
 
-    Intake keeps the time as sent, so the same instant may be written with different offsets. The query
-    narrows the candidates, and Python compares the parsed instants.
+    Intake stores the time in Asia/Shanghai, but tickets filed before it did keep the time as sent, so the
+    same instant may be written with different offsets. The query narrows the candidates, and Python
+    compares the parsed instants.
     """
     died_at = _death_instant(ticket)
     if died_at is None:

@@ -56,7 +56,8 @@ def send_all(records: list[dict[str, Any]], transport: Transport, base_url: str,
         if before_each is not None:
             before_each(datetime.fromisoformat(record["at"]))
         if shift is None:
-            shift = death_time_shift(datetime.fromisoformat(record["at"]), clock_now())
+            last_at = max(datetime.fromisoformat(each["at"]) for each in records)
+            shift = death_time_shift(last_at, clock_now())
         status, body = _send(_shifted(record, shift), transport, base_url, auth_token, source_tokens)
         counts.requests += 1
         counts.by_status[status] += 1
@@ -64,15 +65,16 @@ def send_all(records: list[dict[str, Any]], transport: Transport, base_url: str,
     return counts
 
 
-def death_time_shift(first_at: datetime, now: datetime) -> timedelta:
-    """Return the whole days that move the recording's first day to the day before `now`, in its time zone.
+def death_time_shift(last_at: datetime, now: datetime) -> timedelta:
+    """Return the whole days that move the recording's last day to the day before `now`, in its time zone.
 
     The service stamps intake with its own clock and rejects a time of death later than that, while a
-    recorded day is sent in seconds. Moved to the day before, every recorded death is in the past. A replay
-    later on the same day moves them by the same days, so its referrals are the same as the first replay's.
+    recording is sent in seconds. Moved so that its last request falls on the day before, every death
+    recorded before its referral is in the past. A replay later on the same day moves them by the same
+    days, so its referrals are the same as the first replay's.
     """
-    today = now.astimezone(first_at.tzinfo).date()
-    return timedelta(days=(today - first_at.date()).days - 1)
+    today = now.astimezone(last_at.tzinfo).date()
+    return timedelta(days=(today - last_at.date()).days - 1)
 
 
 def _shifted(record: dict[str, Any], shift: timedelta) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -158,3 +160,17 @@ def test_duty_end_moves_offer_to_funeral_home(runtime, seeded):
     assert first.state == "timed_out"
     with runtime.transaction() as session:
         assert session.get(Agency, second.agency_id).kind == "funeral_home"
+
+
+def test_response_window_across_dst_end():
+    berlin = ZoneInfo("Europe/Berlin")
+    agency = Agency(name="测试机构", kind="agency", contact_phone="+8613900000009", duty_hours="18:00-03:00",
+                    capacity=2)
+    target = SimpleNamespace(description="测试目标", timeout_seconds=3600)
+    choice = SimpleNamespace(target=target, candidate=SimpleNamespace(agency=agency, active_jobs=0), skipped=())
+    # The first 02:55 of the night the clocks go back: 65 minutes remain until 03:00 comes again.
+    local_now = datetime(2026, 10, 25, 2, 55, tzinfo=berlin)
+
+    seconds, _ = offers._response_window(choice, local_now)
+
+    assert seconds == 3600

@@ -186,17 +186,30 @@ def test_replay_moves_time_of_death_with_intake():
 
 
 def test_death_time_shift_lands_on_day_before():
-    first_at = datetime.fromisoformat("2026-12-07T00:05:00+08:00")
+    last_at = datetime.fromisoformat("2026-12-07T23:40:00+08:00")
 
-    assert replay.death_time_shift(first_at, first_at) == timedelta(days=-1)
-    assert replay.death_time_shift(first_at, datetime.fromisoformat("2026-12-06T02:30:00Z")) == timedelta(days=-2)
-    assert replay.death_time_shift(first_at, datetime.fromisoformat("2026-12-08T23:59:00+08:00")) == timedelta(0)
+    assert replay.death_time_shift(last_at, last_at) == timedelta(days=-1)
+    assert replay.death_time_shift(last_at, datetime.fromisoformat("2026-12-06T02:30:00Z")) == timedelta(days=-2)
+    assert replay.death_time_shift(last_at, datetime.fromisoformat("2026-12-08T23:59:00+08:00")) == timedelta(0)
+
+
+def test_recording_past_midnight_replays_in_past():
+    records = [{"at": "2026-12-07T22:00:00+08:00", "kind": "referral", "json": {}},
+               {"at": "2026-12-08T06:40:00+08:00", "kind": "referral",
+                "json": {"external_id": "N-1", "deceased": {"died_at": "2026-12-08T06:30:00+08:00"}}}]
+    now = datetime.fromisoformat("2026-12-20T01:00:00+08:00")
+
+    shift = replay.death_time_shift(max(datetime.fromisoformat(record["at"]) for record in records), now)
+    moved = replay._shifted(records[1], shift)["json"]["deceased"]["died_at"]
+
+    assert datetime.fromisoformat(moved) < now
 
 
 def test_replayed_deaths_before_send_day():
     records = replay.read_lines(DAY_FILE.read_text(encoding="utf-8").splitlines())
     first_at = datetime.fromisoformat(records[0]["at"])
-    shift = replay.death_time_shift(first_at, first_at)
+    last_at = max(datetime.fromisoformat(record["at"]) for record in records)
+    shift = replay.death_time_shift(last_at, first_at)
 
     moved = [replay._shifted(record, shift)["json"]["deceased"]["died_at"] for record in records
              if record["kind"] == "referral" and (record["json"].get("deceased") or {}).get("died_at")]

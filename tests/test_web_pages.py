@@ -225,6 +225,21 @@ def test_ticket_page_flags_death_after_intake(operator, seeded):
 
 
 @time_machine.travel(MONDAY_MORNING, tick=False)
+def test_ticket_page_unconvertible_death(operator, runtime, seeded):
+    number = refer(operator, seeded["shequyun"], "A", town="练塘镇")
+    # A time stored before intake checked the year; converting it to UTC overflows.
+    with runtime.transaction() as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        ticket.deceased = {"died_at": "0001-01-01T00:00:00+08:00", "place": None}
+        session.add(ticket)
+
+    response = operator.get(f"/tickets/{number}")
+
+    assert response.status_code == 200
+    assert "0001-01-01T00:00:00+08:00" in response.get_data(as_text=True)
+
+
+@time_machine.travel(MONDAY_MORNING, tick=False)
 def test_ticket_page_offers_panel(operator, runtime, seeded):
     number = refer(operator, seeded["shequyun"], "A", category="agency_service", needs=["body_transport"],
                    town="练塘镇")

@@ -128,9 +128,11 @@ def _response_window(choice: targets.Choice, local_now: datetime) -> tuple[int, 
     """
     timeout_seconds, reason = choice.target.timeout_seconds, _target_reason(choice)
     ends = duty_ends_at(choice.candidate.agency, local_now)
-    if ends is None or (ends - local_now).total_seconds() >= timeout_seconds:
+    # Timestamps, not a subtraction in one zone, which counts wall-clock time across a DST change.
+    left = None if ends is None else int(ends.timestamp() - local_now.timestamp())
+    if left is None or left >= timeout_seconds:
         return timeout_seconds, reason
-    left = max(MIN_RESPONSE_SECONDS, int((ends - local_now).total_seconds()))
+    left = max(MIN_RESPONSE_SECONDS, left)
     return left, f"{reason}；该机构值班至 {ends:%H:%M}，应答时限随之缩短"
 
 

@@ -386,19 +386,27 @@ def _item_title(item: ChecklistItem, language: str) -> str:
     return item.title_en if language == "en" else item.title
 
 
+def _death_time_parts(text: str, ticket: Ticket, tz) -> list[str]:
+    try:
+        died_at = datetime.fromisoformat(text)
+        local_time = display.show_time(died_at, tz)
+        later = died_at > as_aware_utc(ticket.created_at)
+    except (ValueError, OverflowError, TypeError):
+        return [text]
+    return [local_time, gettext("later than the ticket was opened; please check")] if later else [local_time]
+
+
 def _death_text(ticket: Ticket, tz, language: str) -> str:
     """Word the time and place of death a referral gave, such as "2026-12-07 06:10 · 家中".
 
-    Intake accepts a time of death after the referral arrived, because the family's case must not be
-    lost to a typo, so the page asks the operator to check such a time.
+    Intake takes a time of death up to ten minutes after the referral arrived, for a source whose clock
+    runs fast, and took later ones before it checked, so the page asks the operator to check such a time.
+    A stored time that cannot be shown in Asia/Shanghai, such as one in year 1, is shown as stored.
     """
     deceased = ticket.deceased or {}
     parts = []
     if deceased.get("died_at"):
-        died_at = datetime.fromisoformat(deceased["died_at"])
-        parts.append(display.show_time(died_at, tz))
-        if died_at > as_aware_utc(ticket.created_at):
-            parts.append(gettext("later than the ticket was opened; please check"))
+        parts.extend(_death_time_parts(deceased["died_at"], ticket, tz))
     if deceased.get("place"):
         parts.append(label(DEATH_PLACES, deceased["place"], language))
     return " · ".join(parts)
