@@ -334,9 +334,12 @@ def _deceased(value: Any) -> dict[str, Any] | None:
 
 
 def _death_instant(text: str) -> str:
-    """Return a time of death as ISO 8601 in Asia/Shanghai with its offset, or as sent when it has no such form."""
+    """Return a time of death as ISO 8601 in Asia/Shanghai with its offset, or as sent when it has no such form.
+
+    RFC 3339 allows a lowercase t and z, which Python's parser does not take.
+    """
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text[:10] + text[10:11].upper() + text[11:].replace("z", "Z"))
     except ValueError:
         raise wrong_type("deceased.died_at", "instant") from None
     if parsed.tzinfo is None:

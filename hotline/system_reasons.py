@@ -21,6 +21,7 @@ AGENCY_ACCEPTED = "代理机构已接单"
 AGENCY_DID_NOT_ACCEPT = "代理机构未在时限内接单"
 AGENCY_REGISTERED = "新登记"
 HOLIDAY_DATA_ADDED = "节假日数据已补充"
+NO_AGENCY_SUPERVISOR_ALERTED = "无可派单的代理机构，已通知值班主管"
 
 ENGLISH = {
     CALLER_HAS_OPEN_TICKET: "The caller's number already has an open ticket",
@@ -35,6 +36,7 @@ ENGLISH = {
     AGENCY_DID_NOT_ACCEPT: "The agency did not accept within the time limit",
     AGENCY_REGISTERED: "New registration",
     HOLIDAY_DATA_ADDED: "Holiday data was added",
+    NO_AGENCY_SUPERVISOR_ALERTED: "No agency can take the ticket; the on-duty supervisor was alerted",
 }
 
 

@@ -306,7 +306,7 @@ def test_form_files_referral(worker_client, runtime, worker):
     ({"resident.committee": "居" * 65}, "resident.committee", "最多填写 64 个字"),
     ({"resident.address": "路" * 201}, "resident.address", "最多填写 200 个字"),
     ({"deceased.died_at": "昨天早上"}, "deceased.died_at", "请同时填写日期和时间"),
-    ({"deceased.died_at": "2026-12-07T10:00"}, "deceased.died_at", "该时间晚于当前时间"),
+    ({"deceased.died_at": "2026-12-07T10:00"}, "deceased.died_at", "该时间比当前时间晚 10 分钟以上"),
     ({"deceased.died_at": "0001-01-01T00:00"}, "deceased.died_at", "请检查年份"),
     ({"deceased.place": "moon"}, "deceased.place", "请从所列选项中选择"),
     ({"note": "记" * 2001}, "note", "最多填写 2000 个字"),

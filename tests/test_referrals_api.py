@@ -463,6 +463,7 @@ RECEIVED_AT = datetime.fromisoformat("2026-12-04T12:00:00+08:00")
     ("2026-12-04T04:10:00Z", "2026-12-04T12:10:00+08:00"),
     ("2026-12-04 03:00:00.5-01:00", "2026-12-04T12:00:00.500000+08:00"),
     ("1950-01-01T00:00:00+08:00", "1950-01-01T00:00:00+08:00"),
+    ("2026-12-04t04:00:00z", "2026-12-04T12:00:00+08:00"),
 ])
 def test_died_at_stored_in_shanghai_time(client, seeded, died_at, stored):
     with time_machine.travel(RECEIVED_AT, tick=False):

@@ -193,7 +193,7 @@ def _escalate(session: Session, runtime, ticket: Ticket, attempt: int, now: date
     ticket.tags = sorted(set(ticket.tags or []) | {"dispatch_escalated"})
     session.add(ticket)
     set_status(session, runtime, ticket, "dispatching", "dispatch", system_reasons.WAITING_FOR_MANUAL_DISPATCH, now)
-    reason = "无可派单的代理机构，已通知值班主管"
+    reason = system_reasons.NO_AGENCY_SUPERVISOR_ALERTED
     if skipped:
         reason += f"。各派单目标：{'；'.join(skipped)}"
     # The column is 500 characters long, and data["skipped"] keeps the whole list.

@@ -82,7 +82,7 @@ FIELD_MESSAGES = {
     "too_long": N_("This is too long: write at most %(limit)s characters."),
     "invalid_value": N_("Choose one of the options shown."),
     "invalid_type": N_("Enter both the date and the time."),
-    "time_in_future": N_("This time is later than now; enter when the death occurred."),
+    "time_in_future": N_("This time is more than 10 minutes later than now; enter when the death occurred."),
     "invalid_date": N_("This time is too early; check the year."),
     "multiple_phones": N_("Write one phone number here; put any other number in the note for the operator."),
 }
