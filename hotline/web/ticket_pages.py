@@ -399,9 +399,10 @@ def _death_time_parts(text: str, ticket: Ticket, tz) -> list[str]:
 def _death_text(ticket: Ticket, tz, language: str) -> str:
     """Word the time and place of death a referral gave, such as "2026-12-07 06:10 · 家中".
 
-    Intake takes a time of death up to ten minutes after the referral arrived, for a source whose clock
-    runs fast, and took later ones before it checked, so the page asks the operator to check such a time.
-    A stored time that cannot be shown in Asia/Shanghai, such as one in year 1, is shown as stored.
+    Intake accepts a time of death up to ten minutes after the referral arrived, for a source whose clock
+    runs fast, and tickets filed before that check may hold later times. The page flags such a time for
+    the operator to check. A stored time that cannot be shown in Asia/Shanghai, such as one in year 1, is
+    shown as stored.
     """
     deceased = ticket.deceased or {}
     parts = []
